@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs the Debian packages it needs,
+# generates the stand-in models and the reference outputs, starts the services the tests use on
+# loopback, runs every test, and stops the services again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export FREEBIND_TESTDATA=${FREEBIND_TESTDATA:-$root/.work/testdata}
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+PY=/usr/bin/python3   # Debian's python: python3-torch & co. are not visible to a pyenv python
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "build"
+dotnet build FreeBind.Pipeline.sln -c Release -warnaserror --nologo -v quiet
+
+step "reference data"
+$PY tools/reference/generate_models.py --out "$FREEBIND_TESTDATA/models"
+$PY tools/reference/expected_fusion.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA"
+$PY tools/reference/preprocess_image_text.py --out "$FREEBIND_TESTDATA"
+$PY tools/reference/preprocess_audio.py --out "$FREEBIND_TESTDATA"
+
+if [ -x scripts/services.sh ]; then
+  step "services"
+  scripts/services.sh start
+  eval "$(scripts/services.sh env)"
+  trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
+step "tests"
+log=$(mktemp)
+set +e
+dotnet test FreeBind.Pipeline.sln -c Release --no-build --nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One plain summary line for CI: "N passed, N failed".
+passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+rm -f "$log"
+echo "$passed passed, $failed failed"
+exit "$status"

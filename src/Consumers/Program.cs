@@ -1,0 +1,3 @@
+using FreeBind.Consumers.Cli;
+
+return await FreeBindCli.Build().Parse(args).InvokeAsync();

@@ -1,0 +1,93 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
+
+namespace FreeBind.Encoding.Execution;
+
+/// <summary>
+/// Creates every <see cref="InferenceSession"/> of the process with the configured execution
+/// provider. The GPU attempt happens once; if it cannot load (no CUDA here), every session is built
+/// from fresh CPU options and one line says which provider runs and why.
+/// </summary>
+public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionFactory> logger)
+{
+    private readonly Lock _gate = new();
+    private string? _provider;
+
+    /// <summary>The provider sessions actually run on (<c>CUDA</c>, <c>TensorRT</c> or <c>CPU</c>), once one was created.</summary>
+    public string? ActiveProvider => _provider;
+
+    public OnnxOptions Options => options;
+
+    public InferenceSession Create(string path) => Create(so => new InferenceSession(path, so));
+
+    public InferenceSession Create(byte[] model) => Create(so => new InferenceSession(model, so));
+
+    private InferenceSession Create(Func<SessionOptions, InferenceSession> open)
+    {
+        lock (_gate)
+        {
+            if (_provider is null)
+            {
+                var requested = options.ExecutionProvider;
+                if (requested == "cpu")
+                {
+                    _provider = "CPU";
+                    LogProvider(logger, "CPU", "configured");
+                }
+                else
+                {
+                    var gpu = requested == "tensorrt" ? "TensorRT" : "CUDA";
+                    try
+                    {
+                        var session = open(Build(gpu));
+                        _provider = gpu;
+                        LogProvider(logger, gpu, $"device {options.DeviceId}");
+                        return session;
+                    }
+                    catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+                    {
+                        _provider = "CPU";
+                        LogFallback(logger, gpu, requested, FirstLine(e.Message));
+                    }
+                }
+            }
+        }
+        return open(Build(_provider));
+    }
+
+    private SessionOptions Build(string provider)
+    {
+        var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        try
+        {
+            if (provider == "TensorRT")
+            {
+                so.AppendExecutionProvider_Tensorrt(options.DeviceId);
+                so.AppendExecutionProvider_CUDA(options.DeviceId);
+            }
+            else if (provider == "CUDA")
+            {
+                so.AppendExecutionProvider_CUDA(options.DeviceId);
+            }
+        }
+        catch
+        {
+            so.Dispose();
+            throw;
+        }
+        return so;
+    }
+
+    private static string FirstLine(string message)
+    {
+        var line = message.Split('\n', 2)[0].Trim();
+        return line.Length > 300 ? line[..300] + "…" : line;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ONNX Runtime execution provider: {Provider} ({Reason})")]
+    private static partial void LogProvider(ILogger logger, string provider, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ONNX Runtime execution provider: CPU — {Gpu} (Onnx:ExecutionProvider={Requested}) is unavailable: {Reason}")]
+    private static partial void LogFallback(ILogger logger, string gpu, string requested, string reason);
+}

@@ -1,0 +1,148 @@
+using System.Text;
+using System.Text.Json;
+
+namespace FreeBind.Encoding.Preprocessing.Text;
+
+/// <summary>
+/// HF <c>RobertaTokenizer</c> (GPT-2 byte-level BPE) as CLAP calls it: no prefix space, no
+/// normalisation, &lt;s&gt; … &lt;/s&gt;, truncation to max_length, right padding with &lt;pad&gt;.
+/// Microsoft.ML.Tokenizers' EnglishRobertaTokenizer is fairseq's variant (it needs dict.txt and
+/// remaps ids), so HF's vocab.json ids are produced with the shared BPE here instead.
+/// </summary>
+public sealed class RobertaTokenizer
+{
+    public const int ContextLength = 77;
+
+    private readonly BytePairEncoder _bpe;
+    private readonly Dictionary<string, int> _vocab;
+
+    private RobertaTokenizer(BytePairEncoder bpe, Dictionary<string, int> vocab)
+    {
+        _bpe = bpe;
+        _vocab = vocab;
+        Bos = vocab.GetValueOrDefault("<s>", 0);
+        Pad = vocab.GetValueOrDefault("<pad>", 1);
+        Eos = vocab.GetValueOrDefault("</s>", 2);
+        Unk = vocab.GetValueOrDefault("<unk>", 3);
+    }
+
+    public int Bos { get; }
+
+    public int Pad { get; }
+
+    public int Eos { get; }
+
+    public int Unk { get; }
+
+    /// <summary>Loads HF's vocab.json and merges.txt.</summary>
+    public static RobertaTokenizer Load(string vocabPath, string mergesPath)
+    {
+        Dictionary<string, int> vocab;
+        using (var f = File.OpenRead(vocabPath))
+            vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(f) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary");
+
+        var merges = new List<(string, string)>();
+        foreach (var line in File.ReadLines(mergesPath))
+        {
+            if (line.Length == 0 || line.StartsWith("#version", StringComparison.Ordinal))
+                continue;
+            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length != 2)
+                throw new InvalidDataException($"{mergesPath}: '{line}' is not a merge pair");
+            merges.Add((parts[0], parts[1]));
+        }
+
+        return new RobertaTokenizer(new BytePairEncoder(merges, endOfWord: null), vocab);
+    }
+
+    /// <summary>BPE ids of the text without &lt;s&gt;/&lt;/s&gt;.</summary>
+    public List<int> Encode(string text)
+    {
+        var ids = new List<int>();
+        foreach (var (start, length) in PreTokenize(text))
+            foreach (var symbol in _bpe.Encode(BytePairEncoder.MapBytes(text.AsSpan(start, length))))
+                ids.Add(_vocab.TryGetValue(symbol, out var id) ? id : Unk);
+        return ids;
+    }
+
+    /// <summary>input_ids and attention_mask, each <paramref name="length"/> long.</summary>
+    public (long[] Ids, long[] Mask) Tokenize(string text, int length = ContextLength)
+    {
+        var ids = Encode(text);
+        var n = Math.Min(ids.Count, length - 2);
+        var result = new long[length];
+        var mask = new long[length];
+        Array.Fill(result, Pad);
+        result[0] = Bos;
+        for (var i = 0; i < n; i++)
+            result[i + 1] = ids[i];
+        result[n + 1] = Eos;
+        mask.AsSpan(0, n + 2).Fill(1);
+        return (result, mask);
+    }
+
+    /// <summary>
+    /// GPT-2's pattern by code point: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+    /// </summary>
+    internal static IEnumerable<(int Start, int Length)> PreTokenize(string s)
+    {
+        var i = 0;
+        while (i < s.Length)
+        {
+            var c = Contraction(s.AsSpan(i));
+            if (c > 0)
+            {
+                yield return (i, c);
+                i += c;
+                continue;
+            }
+
+            // Optional single leading space, then a run of one class.
+            var j = s[i] == ' ' && i + 1 < s.Length ? i + 1 : i;
+            var r = Rune.GetRuneAt(s, j);
+            Func<Rune, bool>? inClass =
+                UnicodeText.IsLetter(r) ? UnicodeText.IsLetter
+                : UnicodeText.IsNumber(r) ? UnicodeText.IsNumber
+                : !UnicodeText.IsSpace(r) ? q => !UnicodeText.IsSpace(q) && !UnicodeText.IsLetter(q) && !UnicodeText.IsNumber(q)
+                : null;
+            if (inClass is not null)
+            {
+                var k = j;
+                while (k < s.Length && Rune.TryGetRuneAt(s, k, out var q) && inClass(q))
+                    k += q.Utf16SequenceLength;
+                yield return (i, k - i);
+                i = k;
+                continue;
+            }
+
+            // Whitespace run: leave its last char to prefix the next word (\s+(?!\S)), else take it all.
+            var end = i;
+            while (end < s.Length && Rune.TryGetRuneAt(s, end, out var q) && UnicodeText.IsSpace(q))
+                end += q.Utf16SequenceLength;
+            if (end < s.Length)
+            {
+                var last = end - 1; // whitespace is never astral
+                if (last > i)
+                {
+                    yield return (i, last - i);
+                    i = last;
+                    continue;
+                }
+            }
+
+            yield return (i, end - i);
+            i = end;
+        }
+    }
+
+    private static int Contraction(ReadOnlySpan<char> s)
+    {
+        if (s.Length < 2 || s[0] != '\'')
+            return 0;
+        if (s[1] is 's' or 't')
+            return 2;
+        if (s.Length > 2 && ((s[1] == 'r' && s[2] == 'e') || (s[1] == 'v' && s[2] == 'e') || (s[1] == 'l' && s[2] == 'l')))
+            return 3;
+        return s[1] is 'm' or 'd' ? 2 : 0;
+    }
+}

@@ -1,0 +1,161 @@
+using System.Text.Json;
+using FreeBind.Encoding;
+using FreeBind.Encoding.Preprocessing;
+using FreeBind.Encoding.Preprocessing.Text;
+using Xunit.Abstractions;
+
+namespace FreeBind.Tests.Preprocessing;
+
+public sealed class TextPreprocessingTests(ITestOutputHelper output)
+{
+    private static readonly PreprocessingOptions Options = new();
+
+    private static string[] Corpus() =>
+        JsonSerializer.Deserialize<string[]>(File.ReadAllText(TestPaths.Data("preprocess", "text", "corpus.json")))!;
+
+    private static string[] ClipFiles => [TestPaths.ClipVocab];
+
+    private static string[] RobertaFiles =>
+        [TestPaths.Data("tokenizers", "roberta", "vocab.json"), TestPaths.Data("tokenizers", "roberta", "merges.txt")];
+
+    private static string[] InternVLFiles => [TestPaths.Data("tokenizers", "internvl", "tokenizer.model")];
+
+    [Fact]
+    public void Clip_ids_match_the_reference_on_captions_and_hard_corpus()
+    {
+        var corpus = Corpus();
+        Assert.True(corpus.Length >= 53, "corpus must hold the 3 captions and at least 50 hard strings");
+        var expected = JsonSerializer.Deserialize<long[][]>(File.ReadAllText(TestPaths.Data("preprocess", "text", "clip.json")))!;
+        var p = (TextPreprocessor)PreprocessorRegistry.Create("imagebind-text", ClipFiles, Options);
+        AssertAllEqual(corpus, expected, t => Assert.Single(p.Preprocess(t)).Longs!, "clip");
+    }
+
+    [Fact]
+    public void Clip_captions_start_with_sot_and_end_with_eot()
+    {
+        var p = (TextPreprocessor)PreprocessorRegistry.Create("imagebind-text", ClipFiles, Options);
+        var t = Assert.Single(p.Preprocess("an audio of barbeque"));
+        Assert.Equal("input_ids", t.Name);
+        Assert.Equal([1, 77], t.Shape);
+        Assert.Equal(ClipTokenizer.StartOfText, t.Longs![0]);
+        var eot = Array.IndexOf(t.Longs, ClipTokenizer.EndOfText);
+        Assert.True(eot > 1);
+        Assert.All(t.Longs[(eot + 1)..], id => Assert.Equal(0, id));
+    }
+
+    [Fact]
+    public void Clip_truncation_keeps_eot_last()
+    {
+        var p = (TextPreprocessor)PreprocessorRegistry.Create("imagebind-text", ClipFiles, Options);
+        var ids = Assert.Single(p.Preprocess(string.Join(' ', Enumerable.Repeat("word", 200)))).Longs!;
+        Assert.Equal(ClipTokenizer.EndOfText, ids[76]);
+        Assert.DoesNotContain(0L, ids);
+    }
+
+    [Fact]
+    public void Roberta_ids_and_mask_match_the_reference()
+    {
+        var corpus = Corpus();
+        using var doc = JsonDocument.Parse(File.ReadAllText(TestPaths.Data("preprocess", "text", "roberta.json")));
+        var ids = doc.RootElement.GetProperty("input_ids").Deserialize<long[][]>()!;
+        var masks = doc.RootElement.GetProperty("attention_mask").Deserialize<long[][]>()!;
+        var p = (TextPreprocessor)PreprocessorRegistry.Create("clap-text", RobertaFiles, Options);
+        AssertAllEqual(corpus, ids, t => p.Preprocess(t).Single(x => x.Name == "input_ids").Longs!, "roberta ids");
+        AssertAllEqual(corpus, masks, t => p.Preprocess(t).Single(x => x.Name == "attention_mask").Longs!, "roberta mask");
+    }
+
+    [Fact]
+    public void InternVL_ids_match_sentencepiece()
+    {
+        var corpus = Corpus();
+        var expected = JsonSerializer.Deserialize<long[][]>(File.ReadAllText(TestPaths.Data("preprocess", "text", "internvl.json")))!;
+        var p = (TextPreprocessor)PreprocessorRegistry.Create("internvl-text", InternVLFiles, Options);
+        AssertAllEqual(corpus, expected, t => Assert.Single(p.Preprocess(t)).Longs!, "internvl");
+        Assert.Equal([1, 80], p.Preprocess("x")[0].Shape);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    [InlineData("\t\n\u3000")]
+    public void Blank_text_is_refused(string text)
+    {
+        var p = PreprocessorRegistry.Create("imagebind-text", ClipFiles, Options);
+        var e = Assert.Throws<MediaException>(() => p.Process(MediaInput.FromText(text)));
+        Assert.Equal(MediaErrorKind.EmptyText, e.Kind);
+    }
+
+    [Fact]
+    public void Text_above_the_cap_is_refused()
+    {
+        var p = PreprocessorRegistry.Create("imagebind-text", ClipFiles, new PreprocessingOptions { MaxTextLength = 10 });
+        var e = Assert.Throws<MediaException>(() => p.Process(MediaInput.FromText("eleven char")));
+        Assert.Equal(MediaErrorKind.TooLarge, e.Kind);
+    }
+
+    [Theory]
+    [InlineData("cafÃ©", "café")] // UTF-8 read as latin-1/1252
+    [InlineData("donâ€™t", "don't")] // …including 1252's curly quote, then uncurled
+    [InlineData("Ã\u0083Â©", "é")] // two layers deep
+    [InlineData("café", "café")] // genuine latin-1 text is left alone
+    [InlineData("Ã alone", "Ã alone")] // not valid UTF-8 underneath
+    [InlineData("\u201chi\u201d \u2018x\u2019", "\"hi\" 'x'")]
+    [InlineData("ﬁne ﬂour", "fine flour")]
+    [InlineData("ＡＢＣ１２３　ｘ", "ABC123 x")]
+    [InlineData("ｶﾀｶﾅ", "カタカナ")]
+    [InlineData("e\u0301", "é")] // NFC
+    [InlineData("\u1100\u1161\u11A8", "각")] // Hangul composition
+    [InlineData("a\u0007b\u001b[31mc\u001b[0m\ufeff", "abc")]
+    public void Ftfy_lite_fixes(string input, string expected) => Assert.Equal(expected, TextFixer.Fix(input));
+
+    [Theory]
+    [InlineData("rock &amp; roll", "rock & roll")]
+    [InlineData("&amp;amp;", "&amp;")] // one level per call; CLIP calls twice
+    [InlineData("fish &amp chips", "fish & chips")] // legacy name without ';'
+    [InlineData("&ampchips", "&chips")] // longest legacy prefix
+    [InlineData("&notit;", "¬it;")]
+    [InlineData("&#39;&#x27;&#X27", "'''")]
+    [InlineData("&#0;&#x110000;&#xD800;", "\uFFFD\uFFFD\uFFFD")]
+    [InlineData("&#128;&#x7f;", "€")] // C1 read as windows-1252; DEL dropped
+    [InlineData("&bogus; &", "&bogus; &")]
+    [InlineData("&NotNestedGreaterGreater;", "\u2AA2\u0338")]
+    public void Html_unescape_matches_python(string input, string expected) => Assert.Equal(expected, HtmlUnescape.Unescape(input));
+
+    [Theory]
+    [InlineData("ΟΔΟΣ", "οδος")]
+    [InlineData("ΣΑΣ ΟΣ.", "σας ος.")]
+    [InlineData("İ", "i\u0307")]
+    [InlineData("Σ", "σ")]
+    public void Lower_case_follows_python(string input, string expected) => Assert.Equal(expected, UnicodeText.PythonLower(input));
+
+    [Fact]
+    public void Clip_pretokenizer_keeps_astral_letters_together()
+    {
+        const string s = "𝐀𝐁c 123 don't 😀!!";
+        var tokens = ClipTokenizer.PreTokenize(s).Select(t => s.Substring(t.Start, t.Length)).ToArray();
+        Assert.Equal(["𝐀𝐁c", "1", "2", "3", "don", "'t", "😀!!"], tokens);
+    }
+
+    [Fact]
+    public void Gpt2_pretokenizer_splits_like_the_regex()
+    {
+        const string s = "Hello  world's\n\nend 42 !? ";
+        var tokens = RobertaTokenizer.PreTokenize(s).Select(t => s.Substring(t.Start, t.Length)).ToArray();
+        Assert.Equal(["Hello", " ", " world", "'s", "\n", "\n", "end", " 42", " !?", " "], tokens);
+    }
+
+    private void AssertAllEqual(string[] corpus, long[][] expected, Func<string, long[]> actual, string what)
+    {
+        Assert.Equal(corpus.Length, expected.Length);
+        var mismatches = new List<string>();
+        for (var i = 0; i < corpus.Length; i++)
+        {
+            var got = actual(corpus[i]);
+            if (!got.SequenceEqual(expected[i]))
+                mismatches.Add($"#{i} {JsonSerializer.Serialize(corpus[i])}: got [{string.Join(',', got.TakeWhile((_, k) => k < 20))}] want [{string.Join(',', expected[i].TakeWhile((_, k) => k < 20))}]");
+        }
+
+        output.WriteLine($"{what}: {mismatches.Count} mismatches out of {corpus.Length}");
+        Assert.True(mismatches.Count == 0, string.Join('\n', mismatches));
+    }
+}
