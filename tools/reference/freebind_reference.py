@@ -62,7 +62,9 @@ def _random_bn(bn: nn.BatchNorm1d, rng: np.random.Generator) -> None:
 
 
 class Projector(nn.Module):
-    """Upstream projector: Linear → BN → ReLU → Linear → BN → n(·), eval mode."""
+    """Upstream projector: Linear → BN → ReLU → Linear → BN → n(·), eval mode.
+
+    The Linear weights start uninitialised: build with `seeded` or load a state dict."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()

@@ -52,7 +52,7 @@ internal static class EmbedCommand
             foreach (var path in result.GetValue(images) ?? []) jobs.Add((Path.GetFileName(path), Modality.Image, EmbedFile(embedder, space, Modality.Image, path, ct)));
             foreach (var path in result.GetValue(audios) ?? []) jobs.Add((Path.GetFileName(path), Modality.Audio, EmbedFile(embedder, space, Modality.Audio, path, ct)));
             var t = 0;
-            foreach (var text in result.GetValue(texts) ?? []) jobs.Add(($"text-{t++}", Modality.Text, embedder.EmbedAsync(space, MediaInput.FromText(text), ct)));
+            foreach (var text in result.GetValue(texts) ?? []) jobs.Add((TextId(text, t++), Modality.Text, embedder.EmbedAsync(space, MediaInput.FromText(text), ct)));
             jobs.AddRange(TensorJobs(embedder, space, result.GetValue(tensors) ?? [], ct));
             if (jobs.Count == 0) throw new ArgumentException("nothing to embed: give --image, --audio, --text or --tensor");
             foreach (var (id, modality, task) in jobs) items.Add(new Item(id, modality, await task));
@@ -179,12 +179,15 @@ internal static class EmbedCommand
                 var logits = cols.Select(c => 10f * System.Numerics.Tensors.TensorPrimitives.Dot(row.Vector, c.Vector)).ToArray();
                 var probabilities = new float[logits.Length];
                 System.Numerics.Tensors.TensorPrimitives.SoftMax(logits, probabilities);
-                sb.Append(CultureInfo.InvariantCulture, $"  {row.Id,-16} [{string.Join(", ", probabilities.Select(x => x.ToString("0.0000", inv)))}]\n");
+                sb.Append(CultureInfo.InvariantCulture, $"  {row.Id,-24} [{string.Join(", ", probabilities.Select(x => x.ToString("0.0000", inv)))}]\n");
             }
             sb.Append(CultureInfo.InvariantCulture, $"  columns: {string.Join(", ", cols.Select(c => c.Id))}\n");
             Console.Write(sb.ToString());
         }
     }
+
+    // Short texts are their own label in the matrices; long ones get a numbered prefix.
+    private static string TextId(string text, int index) => text.Length <= 24 ? $"\"{text}\"" : $"text-{index} \"{text[..20]}…\"";
 
     private static string Title(Modality m) => m switch { Modality.Audio => "Audio", Modality.Image => "Image", _ => "Text" };
 }

@@ -37,6 +37,11 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
                 else
                 {
                     var gpu = requested == "tensorrt" ? "TensorRT" : "CUDA";
+                    // ONNX Runtime logs its own multi-line error for a missing CUDA library; our
+                    // fallback line below says the same once, so quiet the native log meanwhile.
+                    var env = OrtEnv.Instance();
+                    var level = env.EnvLogLevel;
+                    env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
                     try
                     {
                         var session = open(Build(gpu));
@@ -48,6 +53,10 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
                     {
                         _provider = "CPU";
                         LogFallback(logger, gpu, requested, FirstLine(e.Message));
+                    }
+                    finally
+                    {
+                        env.EnvLogLevel = level;
                     }
                 }
             }
@@ -88,6 +97,6 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
     [LoggerMessage(Level = LogLevel.Information, Message = "ONNX Runtime execution provider: {Provider} ({Reason})")]
     private static partial void LogProvider(ILogger logger, string provider, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "ONNX Runtime execution provider: CPU — {Gpu} (Onnx:ExecutionProvider={Requested}) is unavailable: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ONNX Runtime execution provider: CPU — {Gpu} (Onnx:ExecutionProvider={Requested}) is unavailable: {Reason} (the CUDA provider needs an NVIDIA driver with the CUDA 13 and cuDNN 9 libraries; see docs/gpu.md)")]
     private static partial void LogFallback(ILogger logger, string gpu, string requested, string reason);
 }
