@@ -15,6 +15,7 @@ const string Usage = """
       --no-docs           print only
     """;
 
+if (args.Length > 0 && args[0] == "preprocess") return PreprocessBenchmark.RunCommand(args[1..]);
 if (args.Length == 0 || args[0] != "fusion")
 {
     Console.Error.WriteLine(Usage);

@@ -20,7 +20,7 @@ public static class EncodingExtensions
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<OnnxOptions>>().Value);
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<SpacesOptions>>().Value);
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<PreprocessingOptions>>().Value);
-        builder.Services.AddSingleton<SpaceCatalog>();
+        builder.Services.AddSingleton<ManifestCatalog>();
         builder.Services.AddSingleton<SessionFactory>();
         builder.Services.AddSingleton<ExpertEncoders>();
         builder.Services.AddSingleton<FusionEngine>();

@@ -36,7 +36,7 @@ internal static class EmbedCommand
         command.SetAction((result, ct) => FreeBindCli.Guard(async () =>
         {
             using var host = CliHost.Build();
-            var catalog = host.Services.GetRequiredService<SpaceCatalog>();
+            var catalog = host.Services.GetRequiredService<ManifestCatalog>();
             var embedder = host.Services.GetRequiredService<Embedder>();
             var spaceName = result.GetValue(FreeBindCli.Space);
             var models = result.GetValue(FreeBindCli.Models);

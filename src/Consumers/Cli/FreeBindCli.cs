@@ -22,6 +22,9 @@ internal static class FreeBindCli
         root.Subcommands.Add(FuseCommand.Build());
         root.Subcommands.Add(EmbedCommand.Build());
         root.Subcommands.Add(PreprocessCommand.Build());
+        root.Subcommands.Add(RunCommand.Build());
+        root.Subcommands.Add(MigrateCommand.Build());
+        root.Subcommands.Add(TagsCommand.Build());
         return root;
     }
 

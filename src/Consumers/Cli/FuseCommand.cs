@@ -24,7 +24,7 @@ internal static class FuseCommand
         command.SetAction((result, ct) => FreeBindCli.Guard(async () =>
         {
             using var host = CliHost.Build();
-            var space = host.Services.GetRequiredService<SpaceCatalog>()
+            var space = host.Services.GetRequiredService<ManifestCatalog>()
                 .Load(result.GetValue(FreeBindCli.Space), result.GetValue(FreeBindCli.Models), FreeBindCli.Factors(result));
             var engine = host.Services.GetRequiredService<FusionEngine>();
             var rejected = await RunAsync(engine, space, result.GetValue(input)!.FullName, result.GetValue(output)!.FullName, ct);

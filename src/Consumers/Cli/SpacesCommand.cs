@@ -17,7 +17,7 @@ internal static class SpacesCommand
         list.SetAction(_ =>
         {
             using var host = CliHost.Build();
-            var catalog = host.Services.GetRequiredService<SpaceCatalog>();
+            var catalog = host.Services.GetRequiredService<ManifestCatalog>();
             foreach (var name in catalog.Names()) Console.WriteLine(name);
             return 0;
         });
@@ -30,7 +30,7 @@ internal static class SpacesCommand
         validate.SetAction(result => FreeBindCli.Guard(() =>
         {
             using var host = CliHost.Build();
-            var catalog = host.Services.GetRequiredService<SpaceCatalog>();
+            var catalog = host.Services.GetRequiredService<ManifestCatalog>();
             var names = result.GetValue(all) ? catalog.Names() : [result.GetValue(FreeBindCli.Space) ?? catalog.Options.Default];
             var failed = 0;
             foreach (var name in names)
@@ -57,7 +57,7 @@ internal static class SpacesCommand
         show.SetAction(result => FreeBindCli.Guard(() =>
         {
             using var host = CliHost.Build();
-            var space = host.Services.GetRequiredService<SpaceCatalog>()
+            var space = host.Services.GetRequiredService<ManifestCatalog>()
                 .Load(result.GetValue(FreeBindCli.Space), result.GetValue(FreeBindCli.Models), FreeBindCli.Factors(result));
             Print(space);
             return Task.FromResult(0);

@@ -21,7 +21,7 @@ public sealed class SpacesOptions
 }
 
 /// <summary>Finds manifests by name or path.</summary>
-public sealed class SpaceCatalog(SpacesOptions options)
+public sealed class ManifestCatalog(SpacesOptions options)
 {
     public SpacesOptions Options => options;
 

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Local services for the tests and the demo: PostgreSQL 15 + pgvector and Redis, on loopback ports,
+# with their data under the repo's .work/services (nothing system-wide is started or configured).
+#
+#   scripts/services.sh start          install what is missing (apt), start both
+#   scripts/services.sh stop           stop both
+#   scripts/services.sh env            print `export FREEBIND_PG=... FREEBIND_REDIS=...` (eval it)
+#   scripts/services.sh status         say what is running
+#   scripts/services.sh stop-postgres|start-postgres|stop-redis|start-redis   (fault tests)
+#
+# Ports: $FREEBIND_PG_PORT (55432) and $FREEBIND_REDIS_PORT (56379); Redis memory cap
+# $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache). Idempotent and re-runnable.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SVC="$ROOT/.work/services"
+PG_PORT="${FREEBIND_PG_PORT:-55432}"
+REDIS_PORT="${FREEBIND_REDIS_PORT:-56379}"
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_DIR="$SVC/pg"
+PG_DB=freebind
+REDIS_DIR="$SVC/redis"
+REDIS_MAXMEMORY="${FREEBIND_REDIS_MAXMEMORY:-256mb}"
+EXTRA_SOURCES=/etc/apt/sources.list.d/freebind-trixie-src.sources
+
+log() { echo "services: $*" >&2; }
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+apt_updated=0
+apt_update() { $SUDO apt-get update -qq >/dev/null; apt_updated=1; }
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  [ "$apt_updated" -eq 1 ] || apt_update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Runs a PostgreSQL tool as the postgres user when we are root (initdb and postgres refuse root).
+as_pg() {
+  # From /: the caller's directory may be closed to postgres.
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# URIs of the main Debian archive, read from the machine's deb822 list: the stanza(s) carrying this
+# release's plain suite (not -security / -updates), so the mirror stays whatever the machine uses.
+debian_uris() {
+  local codename
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
+  awk -v cn="$codename" '
+    BEGIN { RS=""; FS="\n" }
+    {
+      uris=""; ok=0
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", $i); uris=$i }
+        if ($i ~ /^Suites:/) { n=split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == cn) ok=1 }
+      }
+      if (ok && uris != "") print uris
+    }' /etc/apt/sources.list.d/debian.sources
+}
+
+remove_extra_sources() {
+  if [ -f "$EXTRA_SOURCES" ]; then
+    $SUDO rm -f "$EXTRA_SOURCES"
+    apt_update
+  fi
+}
+
+# Debian 12 ships no pgvector binary; trixie's source package builds against bookworm's PostgreSQL 15.
+install_pgvector() {
+  if [ -f /usr/share/postgresql/15/extension/vector.control ]; then return 0; fi
+  apt_install postgresql-15 postgresql-server-dev-15 dpkg-dev build-essential
+  local uris
+  uris="$(debian_uris | tr '\n' ' ')"
+  [ -n "${uris// }" ] || { log "no Debian archive URIs found in /etc/apt/sources.list.d/debian.sources"; exit 1; }
+  trap remove_extra_sources EXIT
+  printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uris" | $SUDO tee "$EXTRA_SOURCES" >/dev/null
+  apt_update
+  local build
+  build="$(mktemp -d)"; chmod 755 "$build"  # apt drops to _apt for the download
+  (
+    cd "$build"
+    apt-get source --download-only pgvector >/dev/null
+    dpkg-source -x ./pgvector_*.dsc src >/dev/null
+    cd src
+    make -s PG_CONFIG="$PG_BIN/pg_config" >/dev/null
+    $SUDO make -s PG_CONFIG="$PG_BIN/pg_config" install >/dev/null
+  )
+  rm -rf "$build"
+  remove_extra_sources
+  trap - EXIT
+  [ -f /usr/share/postgresql/15/extension/vector.control ] || { log "pgvector build did not install vector.control"; exit 1; }
+  log "pgvector installed"
+}
+
+install_all() {
+  apt_install postgresql-15
+  install_pgvector
+  apt_install redis-server
+}
+
+# The cluster lives in .work/services/pg unless the postgres user cannot reach it (a checkout under
+# a private home directory) or the socket path would pass the 107-byte limit: then in /var/tmp,
+# under a name derived from the checkout so that two checkouts never share a cluster.
+choose_pg_dir() {
+  local fallback="/var/tmp/freebind-pg-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
+  if [ -f "$fallback/data/PG_VERSION" ]; then PG_DIR="$fallback"
+  elif [ ${#PG_DIR} -gt 80 ]; then PG_DIR="$fallback"
+  elif [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$PG_DIR"; chown postgres: "$PG_DIR"
+    runuser -u postgres -- test -w "$PG_DIR" || PG_DIR="$fallback"
+  fi
+  PG_DATA="$PG_DIR/data"; PG_SOCK="$PG_DIR/sock"; PG_LOG="$PG_DIR/postgres.log"
+}
+choose_pg_dir
+
+pg_running() { [ -f "$PG_DATA/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+
+start_postgres() {
+  mkdir -p "$PG_DIR"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PG_DIR"; fi
+  if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+  fi
+  as_pg mkdir -p "$PG_SOCK"
+  if ! pg_running; then
+    # fsync off: the cluster is disposable test data and syncs would dominate the write benchmarks.
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+  fi
+  if ! as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1; then
+    as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$PG_DB"
+  fi
+  log "postgres on 127.0.0.1:$PG_PORT"
+}
+
+stop_postgres() {
+  if pg_running; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null; fi
+  log "postgres stopped"
+}
+
+redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+start_redis() {
+  mkdir -p "$REDIS_DIR"
+  if ! redis_running; then
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+      --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy allkeys-lru \
+      --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+    for _ in $(seq 50); do redis_running && break; sleep 0.1; done
+    redis_running || { log "redis did not start, see $REDIS_DIR/redis.log"; exit 1; }
+  fi
+  log "redis on 127.0.0.1:$REDIS_PORT"
+}
+
+stop_redis() {
+  if redis_running; then redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
+  for _ in $(seq 50); do redis_running || break; sleep 0.1; done
+  log "redis stopped"
+}
+
+print_env() {
+  # The ports too, so stop-/start- subcommands run from that shell (the fault tests) find the same services.
+  echo "export FREEBIND_PG_PORT=$PG_PORT FREEBIND_REDIS_PORT=$REDIS_PORT"
+  echo "export FREEBIND_PG='Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=$PG_DB'"
+  echo "export FREEBIND_REDIS='127.0.0.1:$REDIS_PORT'"
+}
+
+case "${1:-}" in
+  start)          install_all; start_postgres; start_redis ;;
+  stop)           stop_postgres; stop_redis ;;
+  env)            print_env ;;
+  status)         pg_running && echo "postgres: running" || echo "postgres: stopped"
+                  redis_running && echo "redis: running" || echo "redis: stopped" ;;
+  start-postgres) start_postgres ;;
+  stop-postgres)  stop_postgres ;;
+  start-redis)    start_redis ;;
+  stop-redis)     stop_redis ;;
+  *) echo "usage: $0 start|stop|env|status|start-postgres|stop-postgres|start-redis|stop-redis" >&2; exit 2 ;;
+esac

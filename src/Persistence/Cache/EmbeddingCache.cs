@@ -1,0 +1,136 @@
+using System.Runtime.InteropServices;
+using FreeBind.Persistence.Spaces;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace FreeBind.Persistence.Cache;
+
+/// <summary>
+/// Identifies a cached vector: space version + modality + content digest. The version is part of the
+/// key, so a lookup can only ever find vectors of the version it asks for; a cut-over to a new
+/// version is a namespace switch with nothing to flush.
+/// </summary>
+/// <param name="SpaceVersion"><see cref="Spaces.SpaceVersion.Key"/> (<c>space@digest</c>).</param>
+/// <param name="Modality"><c>image</c>, <c>audio</c> or <c>text</c>.</param>
+/// <param name="ContentSha256">Lower-case hex SHA-256 of the content bytes.</param>
+public readonly record struct CacheKey(string SpaceVersion, string Modality, string ContentSha256)
+{
+    /// <summary>The key of some content in a stored version.</summary>
+    /// <param name="version">The space version.</param>
+    /// <param name="modality">The content's modality.</param>
+    /// <param name="contentSha256">The content digest.</param>
+    public static CacheKey For(SpaceVersion version, string modality, string contentSha256) => new(version.Key, modality, contentSha256);
+
+    internal string ToRedisKey(string prefix) => $"{prefix}:emb:{SpaceVersion}:{Modality}:{ContentSha256}";
+}
+
+/// <summary>
+/// Hot fused vectors in Redis (little-endian float32 bytes). Redis is an accelerator only: when it
+/// is unreachable every lookup misses and every store is skipped, the outage is logged once, and
+/// the cache is used again as soon as the connection returns.
+/// </summary>
+/// <param name="redis">The process's multiplexer; null when the cache is disabled.</param>
+/// <param name="options">Cache options.</param>
+/// <param name="logger">Logger.</param>
+public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<CacheOptions> options, ILogger<EmbeddingCache> logger)
+{
+    private readonly CacheOptions _options = options.Value;
+    private int _down;
+
+    /// <summary>True while the last Redis call failed (the cache is bypassed).</summary>
+    public bool IsDegraded => Volatile.Read(ref _down) == 1;
+
+    /// <summary>The cached vector, or null on a miss, a disabled cache or an unreachable Redis.</summary>
+    /// <param name="key">Version, modality and content digest.</param>
+    /// <param name="expectedDimension">Width of the version's vectors; a value of another size is ignored.</param>
+    public async ValueTask<float[]?> TryGetAsync(CacheKey key, int expectedDimension)
+    {
+        if (!Usable())
+            return null;
+        var redisKey = key.ToRedisKey(_options.KeyPrefix);
+        RedisValue value;
+        try
+        {
+            value = await redis!.GetDatabase().StringGetAsync(redisKey);
+        }
+        catch (Exception ex) when (IsOutage(ex))
+        {
+            MarkDown(ex);
+            return null;
+        }
+        MarkUp();
+        if (value.IsNull)
+            return null;
+        var bytes = (ReadOnlyMemory<byte>)value;
+        if (bytes.Length != expectedDimension * sizeof(float))
+        {
+            Log.CacheValueMalformed(logger, redisKey, bytes.Length, expectedDimension * sizeof(float));
+            return null;
+        }
+        return MemoryMarshal.Cast<byte, float>(bytes.Span).ToArray();
+    }
+
+    /// <summary>Stores a vector with the configured TTL; does nothing when Redis is unreachable.</summary>
+    /// <param name="key">Version, modality and content digest.</param>
+    /// <param name="vector">The fused vector.</param>
+    public async ValueTask SetAsync(CacheKey key, ReadOnlyMemory<float> vector)
+    {
+        if (!Usable())
+            return;
+        var bytes = MemoryMarshal.AsBytes(vector.Span).ToArray();
+        try
+        {
+            await redis!.GetDatabase().StringSetAsync(key.ToRedisKey(_options.KeyPrefix), bytes, _options.Ttl);
+        }
+        catch (Exception ex) when (IsOutage(ex))
+        {
+            MarkDown(ex);
+            return;
+        }
+        MarkUp();
+    }
+
+    /// <summary>Remaining lifetime of a cached vector, or null when absent or Redis is unreachable (diagnostics, tests).</summary>
+    /// <param name="key">Version, modality and content digest.</param>
+    public async ValueTask<TimeSpan?> TimeToLiveAsync(CacheKey key)
+    {
+        if (!Usable())
+            return null;
+        try
+        {
+            return await redis!.GetDatabase().KeyTimeToLiveAsync(key.ToRedisKey(_options.KeyPrefix));
+        }
+        catch (Exception ex) when (IsOutage(ex))
+        {
+            MarkDown(ex);
+            return null;
+        }
+    }
+
+    // With no live connection a command would only fail after its timeout; skip it at once.
+    private bool Usable()
+    {
+        if (!_options.Enabled || redis is null)
+            return false;
+        if (redis.IsConnected)
+            return true;
+        MarkDown(null);
+        return false;
+    }
+
+    // Connection failures and server errors are RedisExceptions; timeouts derive from TimeoutException.
+    private static bool IsOutage(Exception ex) => ex is RedisException or RedisTimeoutException;
+
+    private void MarkDown(Exception? ex)
+    {
+        if (Interlocked.Exchange(ref _down, 1) == 0)
+            Log.CacheDown(logger, ex);
+    }
+
+    private void MarkUp()
+    {
+        if (Interlocked.Exchange(ref _down, 0) == 1)
+            Log.CacheRecovered(logger);
+    }
+}

@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Logging;
+
+namespace FreeBind.Persistence;
+
+/// <summary>Source-generated log messages of the persistence layer (event ids 4000–4099).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(4000, LogLevel.Information, "Applying migration {Version} ({Name})")]
+    public static partial void ApplyingMigration(ILogger logger, int version, string name);
+
+    [LoggerMessage(4001, LogLevel.Information, "Database schema at version {Version}; {Applied} migration(s) applied now")]
+    public static partial void SchemaReady(ILogger logger, int version, int applied);
+
+    [LoggerMessage(4010, LogLevel.Information, "Space {Space} version {Digest} (dim {Dimension}) stored in {Table}")]
+    public static partial void SpaceVersionEnsured(ILogger logger, string space, string digest, int dimension, string table);
+
+    [LoggerMessage(4011, LogLevel.Information, "Space {Space} version {Digest} is now active")]
+    public static partial void SpaceVersionActivated(ILogger logger, string space, string digest);
+
+    [LoggerMessage(4020, LogLevel.Debug, "Wrote {Items} item(s) to {Table} with {Strategy} in {ElapsedMs:F1} ms")]
+    public static partial void BatchWritten(ILogger logger, int items, string table, string strategy, double elapsedMs);
+
+    [LoggerMessage(4021, LogLevel.Debug, "Deleted {Count} media item(s) with their vectors, atoms and tags")]
+    public static partial void MediaDeleted(ILogger logger, int count);
+
+    [LoggerMessage(4030, LogLevel.Warning, "Redis cache unavailable, continuing without cache until it returns")]
+    public static partial void CacheDown(ILogger logger, Exception? exception);
+
+    [LoggerMessage(4031, LogLevel.Information, "Redis cache available again")]
+    public static partial void CacheRecovered(ILogger logger);
+
+    [LoggerMessage(4032, LogLevel.Warning, "Cached value for {Key} has {Bytes} bytes, expected {Expected}; ignored")]
+    public static partial void CacheValueMalformed(ILogger logger, string key, int bytes, int expected);
+}

@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Confluent.Kafka;
+using FreeBind.Consumers.Cli;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Kafka;
+using FreeBind.Persistence;
+using FreeBind.Persistence.Spaces;
+using FreeBind.Tests.Persistence;
+using FreeBind.Tests.Services;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace FreeBind.Tests.Ingestion;
+
+/// <summary>
+/// One ingestion scenario against real services: a private database, Redis, and librdkafka's mock
+/// cluster in this process (workers in child processes reach it over loopback). Workers run
+/// in-process (a host like `freebind run`) or as real `freebind run` processes.
+/// </summary>
+public sealed class IngestionHarness : IAsyncDisposable
+{
+    private readonly List<IHost> _hosts = [];
+    private readonly List<Process> _processes = [];
+
+    private IngestionHarness(TestDatabase db, MockKafkaCluster cluster, string space)
+    {
+        Database = db;
+        Cluster = cluster;
+        Space = space;
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        Topic = "media.events." + suffix;
+        OutputTopic = "media.embedded." + suffix;
+        DeadLetterTopic = "media.events.dlq." + suffix;
+        Group = "freebind-" + suffix;
+        foreach (var t in new[] { Topic, OutputTopic, DeadLetterTopic }) cluster.CreateTopic(t, Partitions, replicationFactor: Math.Min(3, cluster.Brokers));
+        Producer = new ProducerBuilder<string, string>(new ProducerConfig
+        {
+            BootstrapServers = cluster.BootstrapServers,
+            EnableIdempotence = true,
+            Acks = Acks.All,
+            MessageTimeoutMs = 60_000,
+            LingerMs = 5,
+        }).Build();
+    }
+
+    public const int Partitions = 4;
+    public TestDatabase Database { get; }
+    public MockKafkaCluster Cluster { get; }
+    public string Space { get; }
+    public string Topic { get; }
+    public string OutputTopic { get; }
+    public string DeadLetterTopic { get; }
+    public string Group { get; }
+    public IProducer<string, string> Producer { get; }
+
+    public static async Task<IngestionHarness> StartAsync(string space = "imagebind", int brokers = 1) =>
+        new(await TestDatabase.CreateAsync(), MockKafkaCluster.Start(brokers, TimeSpan.FromSeconds(1)), space);
+
+    /// <summary>Settings of a worker, as `freebind run` reads them (configuration keys).</summary>
+    public Dictionary<string, string?> Settings(string? group = null) => new()
+    {
+        ["Spaces:ManifestDirectory"] = Path.Combine(TestPaths.RepoRoot, "spaces"),
+        ["Spaces:ModelRoot"] = TestPaths.Data("models"),
+        ["Spaces:Default"] = Space,
+        ["Onnx:ExecutionProvider"] = "cpu",
+        ["Onnx:VerifyProjectors"] = "false",
+        ["Onnx:MaxWaitMs"] = "2",
+        ["Persistence:ConnectionString"] = Database.ConnectionString,
+        ["Cache:Redis"] = ServiceEnvironment.Redis,
+        ["Kafka:BootstrapServers"] = Cluster.BootstrapServers,
+        ["Kafka:GroupId"] = group ?? Group,
+        ["Kafka:Topic"] = Topic,
+        ["Kafka:OutputTopic"] = OutputTopic,
+        ["Kafka:DeadLetterTopic"] = DeadLetterTopic,
+        ["Kafka:SessionTimeoutMs"] = "6000",
+        ["Kafka:AllowedFileRoots:0"] = TestPaths.Media,
+        ["Kafka:MaxInlineBytes"] = "262144",
+        ["Kafka:MaxInFlight"] = "64",
+        ["Kafka:ResumeInFlight"] = "16",
+    };
+
+    /// <summary>Starts a worker in this process; returns its host (dispose = graceful stop).</summary>
+    public async Task<IHost> StartWorkerAsync(string? group = null)
+    {
+        var settings = Settings(group);
+        var host = CliHost.Build(builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.AddPersistence();
+            builder.AddIngestion();
+        });
+        await host.StartAsync();
+        _hosts.Add(host);
+        return host;
+    }
+
+    /// <summary>Starts `freebind run` as a child process (it can be killed for real).</summary>
+    public Process StartWorkerProcess(string name)
+    {
+        var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "freebind.dll"), "run"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        foreach (var (key, value) in Settings()) psi.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start freebind run");
+        var log = new StringBuilder();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine($"[{name}] {e.Data}"); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine($"[{name}] {e.Data}"); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _processes.Add(process);
+        _logs[process] = log;
+        return process;
+    }
+
+    private readonly Dictionary<Process, StringBuilder> _logs = [];
+
+    public string Logs() => string.Join("\n", _logs.Values.Select(l => { lock (l) return l.ToString(); }));
+
+    public Task ProduceAsync(IEnumerable<(string Key, object Value)> events) =>
+        ProduceRawAsync(events.Select(e => (e.Key, JsonSerializer.Serialize(e.Value))));
+
+    public async Task ProduceRawAsync(IEnumerable<(string Key, string Value)> messages)
+    {
+        var deliveries = messages.Select(m => Producer.ProduceAsync(Topic, new Message<string, string> { Key = m.Key, Value = m.Value })).ToList();
+        await Task.WhenAll(deliveries);
+    }
+
+    public static object TextEvent(string id, string text, string tenant = "acme") => new { id, tenant, type = "upserted", modality = "text", text };
+
+    public static object FileEvent(string id, string modality, string file, string tenant = "acme") =>
+        new { id, tenant, type = "upserted", modality, uri = new Uri(TestPaths.Sample(file)).AbsoluteUri };
+
+    public async Task<SpaceVersion> ActiveVersionAsync()
+    {
+        var catalog = new SpaceCatalog(Database.DataSource, NullLogger<SpaceCatalog>.Instance);
+        for (var i = 0; i < 600; i++)
+        {
+            if (await catalog.GetActiveAsync(Space) is { } v) return v;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException("no active space version appeared");
+    }
+
+    public async Task<long> RowCountAsync()
+    {
+        var version = await ActiveVersionAsync();
+        return await Database.ScalarAsync<long>($"SELECT count(*) FROM \"{version.TableName}\"");
+    }
+
+    /// <summary>Polls until the embedding table holds <paramref name="expected"/> rows.</summary>
+    public async Task WaitForRowsAsync(long expected, TimeSpan timeout)
+    {
+        var watch = Stopwatch.StartNew();
+        long rows = -1;
+        while (watch.Elapsed < timeout)
+        {
+            try
+            {
+                rows = await RowCountAsync();
+                if (rows >= expected) return;
+            }
+            catch (Npgsql.NpgsqlException)
+            {
+                // Postgres may be down on purpose in a fault test.
+            }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"{rows} of {expected} rows after {timeout}\n{Logs()}");
+    }
+
+    /// <summary>Every message of a topic (from the start), by a throw-away consumer.</summary>
+    public List<ConsumeResult<string, byte[]>> ReadTopic(string topic, int expected, TimeSpan timeout)
+    {
+        using var consumer = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = Cluster.BootstrapServers,
+            GroupId = "reader-" + Guid.NewGuid().ToString("N")[..8],
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            EnableAutoCommit = false,
+        }).Build();
+        consumer.Subscribe(topic);
+        var result = new List<ConsumeResult<string, byte[]>>();
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < timeout && result.Count < expected)
+            if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is { Message: not null } r) result.Add(r);
+        // A little longer, to catch extras beyond the expected count.
+        var extra = Stopwatch.StartNew();
+        while (extra.Elapsed < TimeSpan.FromSeconds(1))
+            if (consumer.Consume(TimeSpan.FromMilliseconds(100)) is { Message: not null } r) result.Add(r);
+        consumer.Close();
+        return result;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var p in _processes)
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+            p.Dispose();
+        }
+        foreach (var host in _hosts)
+        {
+            try
+            {
+                await host.StopAsync(TimeSpan.FromSeconds(20));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            host.Dispose();
+        }
+        Producer.Dispose();
+        Cluster.Dispose();
+        await Database.DisposeAsync();
+    }
+}

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Encoding;
+using FreeBind.Encoding.Spaces;
+using FreeBind.Persistence.Tags;
+using FreeBind.Tests.Fusion;
+using Xunit.Abstractions;
+
+namespace FreeBind.Tests.Ingestion;
+
+/// <summary>The worker end to end: Kafka events → experts → bonds → pgvector, tags and the output topic.</summary>
+[Collection(EngineCollection.Name)]
+public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper output)
+{
+    private static readonly string[] Labels = ["barbeque", "toilet", "train", "dog"];
+
+    private static List<(string Key, object Value)> MixedEvents(int texts)
+    {
+        var events = new List<(string, object)>();
+        foreach (var (file, modality) in new[] { ("BBQ.jpeg", "image"), ("toilet.jpeg", "image"), ("train.jpeg", "image"), ("BBQ.wav", "audio"), ("toilet.wav", "audio"), ("train.wav", "audio") })
+            events.Add(($"media-{file}", IngestionHarness.FileEvent($"media-{file}", modality, file)));
+        for (var i = 0; i < texts; i++)
+            events.Add(($"text-{i:D4}", IngestionHarness.TextEvent($"text-{i:D4}", $"an audio of item number {i} in the archive")));
+        return events;
+    }
+
+    [Fact]
+    public async Task Events_become_rows_equal_to_fusing_their_atoms_and_a_replay_changes_nothing()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind++");
+        await new TagVocabularyStore(h.Database.DataSource).UpsertAsync("acme", "sounds", Labels);
+        await h.StartWorkerAsync();
+        await h.ProduceAsync(MixedEvents(494));
+        await h.WaitForRowsAsync(500, TimeSpan.FromMinutes(3));
+
+        // Correct vectors: each row equals `freebind fuse` of its stored atoms.
+        var version = await h.ActiveVersionAsync();
+        var space = EngineFixture.Load("imagebind++");
+        Assert.Equal(space.Version, version.Digest);
+        var store = h.Database.Store();
+        var ids = new[] { "media-BBQ.jpeg", "media-train.wav", "text-0000", "text-0123", "text-0493" };
+        foreach (var id in ids)
+        {
+            var atoms = (await store.GetAtomsAsync(id)).ToDictionary(a => a.Expert, a => a.Vector.ToArray());
+            var modality = id.EndsWith(".jpeg", StringComparison.Ordinal) ? Modality.Image : id.EndsWith(".wav", StringComparison.Ordinal) ? Modality.Audio : Modality.Text;
+            Assert.Equal(space.Plans[modality].Experts.Order(), atoms.Keys.Order());
+            var expected = await engine.Fusion.FuseAsync(space, modality, atoms);
+            var stored = (await store.GetEmbeddingAsync(version, id))!;
+            Assert.True(Jsonl.MaxAbsDiff(expected, stored) <= 1e-5f, id);
+        }
+
+        // Tags are published on the output topic, one message per item.
+        var published = h.ReadTopic(h.OutputTopic, 500, TimeSpan.FromSeconds(30));
+        Assert.Equal(500, published.Select(m => m.Message.Key).Distinct().Count());
+        using (var first = JsonDocument.Parse(published[0].Message.Value))
+        {
+            Assert.Equal(space.Version, first.RootElement.GetProperty("space_version").GetString());
+            Assert.True(first.RootElement.GetProperty("tags").GetArrayLength() > 0);
+        }
+        Assert.True(await h.Database.ScalarAsync<long>("SELECT count(DISTINCT media_id) FROM media_tags") >= 490);
+
+        // Replay from offset 0 with a new group: row count and content unchanged.
+        var before = await Checksum(h, version.TableName);
+        var replay = await h.StartWorkerAsync(group: h.Group + "-replay");
+        var worker = (IngestionWorker)replay.Services.GetService(typeof(IngestionWorker))!;
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (worker.Completed < 500 && DateTime.UtcNow < deadline) await Task.Delay(200);
+        Assert.Equal(500, worker.Completed);
+        Assert.Equal(500, await h.RowCountAsync());
+        Assert.Equal(before, await Checksum(h, version.TableName));
+        output.WriteLine($"500 events → 500 rows; replay unchanged ({before})");
+    }
+
+    [Fact]
+    public async Task Poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_worker_carries_on()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        await h.StartWorkerAsync();
+        var corruptJpeg = File.ReadAllBytes(TestPaths.Sample("BBQ.jpeg"))[..5000];
+        var randomWav = new byte[4096];
+        new Random(3).NextBytes(randomWav);
+        var poison = new (string Key, string Value, string Class)[]
+        {
+            ("p-json", "{not json", PoisonException.InvalidJson),
+            ("p-missing", """{"id":"p-missing","type":"upserted","modality":"text","text":"x"}""", PoisonException.SchemaViolation),
+            ("p-modality", """{"id":"p-modality","tenant":"acme","type":"upserted","modality":"video","text":"x"}""", PoisonException.UnknownModality),
+            ("p-jpeg", Json(new { id = "p-jpeg", tenant = "acme", type = "upserted", modality = "image", data = Convert.ToBase64String(corruptJpeg) }), "decode.truncated"),
+            ("p-wav", Json(new { id = "p-wav", tenant = "acme", type = "upserted", modality = "audio", data = Convert.ToBase64String(randomWav) }), "decode.unsupported-format"),
+            ("p-big", Json(new { id = "p-big", tenant = "acme", type = "upserted", modality = "image", data = Convert.ToBase64String(new byte[300_000]) }), PoisonException.Oversize),
+            ("p-scheme", Json(new { id = "p-scheme", tenant = "acme", type = "upserted", modality = "image", uri = "ftp://example.org/x.jpg" }), PoisonException.ForbiddenUri),
+            ("p-host", Json(new { id = "p-host", tenant = "acme", type = "upserted", modality = "image", uri = "http://example.org/x.jpg" }), PoisonException.ForbiddenUri),
+            ("p-root", Json(new { id = "p-root", tenant = "acme", type = "upserted", modality = "image", uri = "file:///etc/passwd" }), PoisonException.ForbiddenUri),
+        };
+        await h.ProduceRawAsync(poison.Select(p => (p.Key, p.Value)));
+        await h.ProduceAsync([("ok-1", IngestionHarness.TextEvent("ok-1", "still alive"))]);
+        await h.WaitForRowsAsync(1, TimeSpan.FromMinutes(1));
+
+        var dead = h.ReadTopic(h.DeadLetterTopic, poison.Length, TimeSpan.FromSeconds(30));
+        Assert.Equal(poison.Length, dead.Count);
+        foreach (var p in poison)
+        {
+            var m = dead.Single(d => d.Message.Key == p.Key);
+            var headers = m.Message.Headers.ToDictionary(x => x.Key, x => System.Text.Encoding.UTF8.GetString(x.GetValueBytes()));
+            output.WriteLine($"{p.Key}: {headers["error.class"]}: {headers["error.message"]}");
+            Assert.Equal(p.Class, headers["error.class"]);
+            Assert.Equal(h.Topic, headers["source.topic"]);
+            Assert.True(long.Parse(headers["source.offset"], System.Globalization.CultureInfo.InvariantCulture) >= 0);
+            Assert.Equal(p.Value, System.Text.Encoding.UTF8.GetString(m.Message.Value)); // the original bytes
+        }
+    }
+
+    private static string Json(object value) => JsonSerializer.Serialize(value);
+
+    private static Task<string> Checksum(IngestionHarness h, string table) =>
+        h.Database.ScalarAsync<string>($"SELECT md5(string_agg(media_id || ':' || embedding::text || ':' || updated_at::text, ',' ORDER BY media_id)) FROM \"{table}\"");
+}

@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using FreeBind.Persistence.Cache;
+using FreeBind.Tests.Services;
+using StackExchange.Redis;
+
+namespace FreeBind.Tests.Persistence;
+
+/// <summary>A connected test Redis with a key prefix of its own, and helpers.</summary>
+public abstract class RedisTestBase : IAsyncLifetime
+{
+    protected const int Dim = 16;
+    private readonly string _prefix = "test-" + Guid.NewGuid().ToString("N")[..8];
+    private ConnectionMultiplexer? _redis;
+
+    private ConnectionMultiplexer Redis => _redis ?? throw new InvalidOperationException("not initialised");
+
+    public async Task InitializeAsync()
+    {
+        _redis = RedisConnection.Connect(Options());
+        // AbortOnConnectFail=false never throws; an unreachable test Redis must still fail loudly.
+        var deadline = Stopwatch.StartNew();
+        while (!_redis.IsConnected && deadline.Elapsed < TimeSpan.FromSeconds(5))
+            await Task.Delay(50);
+        if (!_redis.IsConnected)
+            throw new InvalidOperationException($"Redis at {ServiceEnvironment.Redis} is unreachable; {ServiceEnvironment.StartHint}");
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_redis is not null)
+            await _redis.DisposeAsync();
+    }
+
+    private CacheOptions Options(TimeSpan? ttl = null, bool enabled = true) => new()
+    {
+        Redis = ServiceEnvironment.Redis,
+        KeyPrefix = _prefix,
+        Ttl = ttl ?? TimeSpan.FromMinutes(5),
+        Enabled = enabled,
+    };
+
+    protected EmbeddingCache Cache(ListLogger<EmbeddingCache>? logger = null, TimeSpan? ttl = null, bool enabled = true) =>
+        new(Redis, Microsoft.Extensions.Options.Options.Create(Options(ttl, enabled)), logger ?? new ListLogger<EmbeddingCache>());
+
+    protected static CacheKey Key(string version = "imagebind@sha256:one", string modality = "image", string content = "a") =>
+        new(version, modality, TestData.Sha256(content));
+}
+
+public sealed class EmbeddingCacheTests : RedisTestBase
+{
+    [Fact]
+    public async Task A_stored_vector_is_a_hit_and_anything_else_a_miss()
+    {
+        var cache = Cache();
+        var vector = TestData.Vector(1, Dim);
+
+        Assert.Null(await cache.TryGetAsync(Key(), Dim));
+        await cache.SetAsync(Key(), vector);
+
+        Assert.Equal(vector, await cache.TryGetAsync(Key(), Dim));
+        Assert.Null(await cache.TryGetAsync(Key(content: "b"), Dim));
+        Assert.Null(await cache.TryGetAsync(Key(modality: "audio"), Dim));
+    }
+
+    [Fact]
+    public async Task Another_space_versions_key_is_never_returned()
+    {
+        var cache = Cache();
+        await cache.SetAsync(Key(version: "imagebind@sha256:one"), TestData.Vector(1, Dim));
+
+        Assert.Null(await cache.TryGetAsync(Key(version: "imagebind@sha256:two"), Dim));
+        Assert.Null(await cache.TryGetAsync(Key(version: "imagebind++@sha256:one"), Dim));
+        await cache.SetAsync(Key(version: "imagebind@sha256:two"), TestData.Vector(2, Dim));
+        Assert.Equal(TestData.Vector(1, Dim), await cache.TryGetAsync(Key(version: "imagebind@sha256:one"), Dim));
+        Assert.Equal(TestData.Vector(2, Dim), await cache.TryGetAsync(Key(version: "imagebind@sha256:two"), Dim));
+    }
+
+    [Fact]
+    public async Task Entries_expire_after_the_ttl()
+    {
+        var cache = Cache(ttl: TimeSpan.FromSeconds(1));
+        await cache.SetAsync(Key(content: "ttl"), TestData.Vector(1, Dim));
+
+        var ttl = await cache.TimeToLiveAsync(Key(content: "ttl"));
+        Assert.NotNull(ttl);
+        Assert.InRange(ttl.Value, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(1));
+        Assert.NotNull(await cache.TryGetAsync(Key(content: "ttl"), Dim));
+
+        await Task.Delay(1500);
+        Assert.Null(await cache.TryGetAsync(Key(content: "ttl"), Dim));
+    }
+
+    [Fact]
+    public async Task A_value_of_the_wrong_size_is_ignored()
+    {
+        var logger = new ListLogger<EmbeddingCache>();
+        var cache = Cache(logger);
+        await cache.SetAsync(Key(content: "size"), TestData.Vector(1, Dim));
+
+        Assert.Null(await cache.TryGetAsync(Key(content: "size"), Dim * 2));
+        Assert.Equal(1, logger.Count(4032));
+    }
+
+    [Fact]
+    public async Task A_disabled_cache_never_hits()
+    {
+        var cache = Cache(enabled: false);
+        await cache.SetAsync(Key(content: "off"), TestData.Vector(1, Dim));
+
+        Assert.Null(await cache.TryGetAsync(Key(content: "off"), Dim));
+        Assert.Null(await Cache().TryGetAsync(Key(content: "off"), Dim));
+    }
+}
+
+/// <summary>Stops and restarts the test Redis: runs alone, after the parallel tests.</summary>
+[Collection(ServiceOutageCollection.Name)]
+public sealed class EmbeddingCacheOutageTests : RedisTestBase
+{
+    private const int CacheDownEvent = 4030;
+    private const int CacheRecoveredEvent = 4031;
+
+    [Fact]
+    public async Task Redis_outage_degrades_to_misses_logged_once_then_recovers()
+    {
+        var logger = new ListLogger<EmbeddingCache>();
+        var cache = Cache(logger);
+        var vector = TestData.Vector(3, Dim);
+        await cache.SetAsync(Key(content: "outage"), vector);
+        Assert.Equal(vector, await cache.TryGetAsync(Key(content: "outage"), Dim));
+
+        await ServiceEnvironment.RunScriptAsync("stop-redis");
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            for (var i = 0; i < 20; i++)
+            {
+                Assert.Null(await cache.TryGetAsync(Key(content: "outage"), Dim));
+                await cache.SetAsync(Key(content: "outage-" + i), vector);
+            }
+            Assert.True(cache.IsDegraded);
+            Assert.Equal(1, logger.Count(CacheDownEvent));
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"40 calls against a stopped Redis took {sw.Elapsed}");
+        }
+        finally
+        {
+            await ServiceEnvironment.RunScriptAsync("start-redis");
+        }
+
+        // The restarted Redis is empty (no persistence): the cache works again once it reconnects.
+        var recovered = Stopwatch.StartNew();
+        float[]? hit = null;
+        while (hit is null && recovered.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            await cache.SetAsync(Key(content: "after"), vector);
+            hit = await cache.TryGetAsync(Key(content: "after"), Dim);
+            if (hit is null)
+                await Task.Delay(200);
+        }
+        Assert.Equal(vector, hit);
+        Assert.False(cache.IsDegraded);
+        Assert.Equal(1, logger.Count(CacheDownEvent));
+        Assert.Equal(1, logger.Count(CacheRecoveredEvent));
+    }
+
+    [Fact]
+    public async Task A_hung_redis_times_out_to_a_miss_within_the_operation_timeout()
+    {
+        var logger = new ListLogger<EmbeddingCache>();
+        var cache = Cache(logger);
+        var vector = TestData.Vector(4, Dim);
+        await cache.SetAsync(Key(content: "hung"), vector);
+        var admin = ConfigurationOptions.Parse(ServiceEnvironment.Redis);
+        admin.AllowAdmin = true;
+        await using (var adminConnection = await ConnectionMultiplexer.ConnectAsync(admin))
+            await adminConnection.GetServer(adminConnection.GetEndPoints()[0]).ExecuteAsync("CLIENT", "PAUSE", "4000", "ALL");
+
+        var sw = Stopwatch.StartNew();
+        var during = await cache.TryGetAsync(Key(content: "hung"), Dim);
+        sw.Stop();
+
+        Assert.Null(during);
+        // Async timeouts are checked on the multiplexer's 1 s heartbeat: 500 ms + up to a beat.
+        Assert.True(sw.Elapsed < TimeSpan.FromMilliseconds(2500), $"a hung Redis held the lookup {sw.Elapsed}");
+        Assert.Equal(1, logger.Count(CacheDownEvent));
+        float[]? after = null;
+        for (var i = 0; i < 50 && after is null; i++)
+        {
+            await Task.Delay(200);
+            after = await cache.TryGetAsync(Key(content: "hung"), Dim);
+        }
+        Assert.Equal(vector, after);
+        Assert.Equal(1, logger.Count(CacheRecoveredEvent));
+    }
+}

@@ -1,0 +1,19 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace FreeBind.Tests.Persistence;
+
+/// <summary>Collects log entries so tests can assert what was logged (and how often).</summary>
+public sealed class ListLogger<T> : ILogger<T>
+{
+    public ConcurrentQueue<(LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
+
+    public int Count(int eventId) => Entries.Count(e => e.Id.Id == eventId);
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        Entries.Enqueue((logLevel, eventId, formatter(state, exception)));
+}
