@@ -8,7 +8,7 @@ using Microsoft.ML.OnnxRuntime;
 namespace FreeBind.Benchmarks;
 
 internal sealed record FusionBenchmarkOptions(string ModelsDir, IReadOnlyList<int> Batches, double Seconds, string Python,
-    string TorchScript, bool Torch, bool Investigate, string Command);
+    string TorchScript, bool Torch, bool Investigate, string Command, string Provider = "cpu");
 
 /// <summary>
 /// The <c>fusion</c> benchmark: (a) the engine's compiled mixture, (b) ORT running the 14 projector
@@ -39,7 +39,7 @@ internal static class FusionBenchmark
             Log($"    torch {torch.TorchVersion}, {torch.Threads} threads, OpenBLAS core {torch.OpenBlasCore} ({torch.OpenBlasThreads} threads)");
         }
 
-        var sessions = new SessionFactory(new OnnxOptions { ExecutionProvider = "cpu", VerifyProjectors = false }, NullLogger<SessionFactory>.Instance);
+        var sessions = new SessionFactory(new OnnxOptions { ExecutionProvider = o.Provider, VerifyProjectors = false }, new ConsoleLogger<SessionFactory>());
         await using var fusion = FusionPath.Create(sessions, workload);
         using var baseline = new ProjectorSessionsBaseline(workload, sessions.Create);
 
@@ -167,4 +167,13 @@ internal static class FusionBenchmark
     }
 
     private static void Log(string message) => Console.Error.WriteLine(message);
+}
+
+/// <summary>Prints the execution-provider line (which provider runs and why) to stderr.</summary>
+internal sealed class ConsoleLogger<T> : Microsoft.Extensions.Logging.ILogger<T>
+{
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Information;
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        Console.Error.WriteLine($"[{logLevel}] {formatter(state, exception)}");
 }

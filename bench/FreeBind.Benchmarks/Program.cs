@@ -9,6 +9,7 @@ const string Usage = """
       --batches LIST      batch sizes, default 1,64,256
       --seconds S         timed seconds per case, default 1.5
       --python PATH       interpreter for the PyTorch baseline, default /usr/bin/python3
+      --provider P        ONNX Runtime execution provider for (a) and (b): cpu (default), cuda, tensorrt, auto
       --no-torch          skip (c)
       --no-investigate    skip the experiments at the largest batch
       --docs PATH         markdown file to update (default: docs/benchmarks.md of the repository)
@@ -27,6 +28,7 @@ var python = "/usr/bin/python3";
 var batches = new[] { 1, 64, 256 };
 var seconds = 1.5;
 bool torch = true, investigate = true, writeDocs = true;
+var provider = "cpu";
 for (var i = 1; i < args.Length; i++)
 {
     string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -36,6 +38,7 @@ for (var i = 1; i < args.Length; i++)
         case "--batches": batches = [.. Value().Split(',').Select(b => int.Parse(b, CultureInfo.InvariantCulture))]; break;
         case "--seconds": seconds = double.Parse(Value(), CultureInfo.InvariantCulture); break;
         case "--python": python = Value(); break;
+        case "--provider": provider = Value(); break;
         case "--no-torch": torch = false; break;
         case "--no-investigate": investigate = false; break;
         case "--docs": docs = Value(); break;
@@ -54,7 +57,7 @@ if (models is null)
 var root = RepositoryRoot();
 var options = new FusionBenchmarkOptions(Path.GetFullPath(models), batches, seconds, python,
     Path.Combine(root ?? ".", "tools", "reference", "bench_torch.py"), torch, investigate,
-    "dotnet run -c Release --project bench/FreeBind.Benchmarks -- " + string.Join(' ', args));
+    "dotnet run -c Release --project bench/FreeBind.Benchmarks -- " + string.Join(' ', args), provider);
 var report = await FusionBenchmark.RunAsync(options);
 Console.WriteLine(report);
 if (writeDocs)

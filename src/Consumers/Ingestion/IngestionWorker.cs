@@ -29,6 +29,7 @@ public sealed partial class IngestionWorker(
     private int _inFlight;
     private long _written;
     private long _deadLettered;
+    private long _cacheHits;
     private IConsumer<string?, byte[]>? _consumer;
     private IProducer<string?, byte[]>? _producer;
 
@@ -36,6 +37,9 @@ public sealed partial class IngestionWorker(
     public long Completed => Interlocked.Read(ref _written) + Interlocked.Read(ref _deadLettered);
 
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Items whose vector came from the cache (no decoding, no encoders).</summary>
+    public long CacheHits => Interlocked.Read(ref _cacheHits);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -190,6 +194,7 @@ public sealed partial class IngestionWorker(
             }
             if (outcome is Outcome.Poisoned) Interlocked.Increment(ref _deadLettered);
             else Interlocked.Increment(ref _written);
+            if (outcome is Outcome.Upserted { CacheHit: true }) Interlocked.Increment(ref _cacheHits);
             _pendingPerPartition.AddOrUpdate(tp, 0, (_, n) => n - 1);
             Interlocked.Decrement(ref _inFlight);
         }

@@ -52,7 +52,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         RedisValue value;
         try
         {
-            value = await redis!.GetDatabase().StringGetAsync(redisKey);
+            value = await redis!.GetDatabase().StringGetAsync(redisKey).WaitAsync(_options.OperationTimeout);
         }
         catch (Exception ex) when (IsOutage(ex))
         {
@@ -81,7 +81,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         var bytes = MemoryMarshal.AsBytes(vector.Span).ToArray();
         try
         {
-            await redis!.GetDatabase().StringSetAsync(key.ToRedisKey(_options.KeyPrefix), bytes, _options.Ttl);
+            await redis!.GetDatabase().StringSetAsync(key.ToRedisKey(_options.KeyPrefix), bytes, _options.Ttl).WaitAsync(_options.OperationTimeout);
         }
         catch (Exception ex) when (IsOutage(ex))
         {
@@ -99,7 +99,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
             return null;
         try
         {
-            return await redis!.GetDatabase().KeyTimeToLiveAsync(key.ToRedisKey(_options.KeyPrefix));
+            return await redis!.GetDatabase().KeyTimeToLiveAsync(key.ToRedisKey(_options.KeyPrefix)).WaitAsync(_options.OperationTimeout);
         }
         catch (Exception ex) when (IsOutage(ex))
         {
@@ -119,8 +119,11 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         return false;
     }
 
-    // Connection failures and server errors are RedisExceptions; timeouts derive from TimeoutException.
-    private static bool IsOutage(Exception ex) => ex is RedisException or RedisTimeoutException;
+    // Connection failures and server errors are RedisExceptions; timeouts (the library's, and our
+    // WaitAsync bound, which holds even when a paused server keeps the library waiting) are
+    // TimeoutExceptions; a command abandoned by a dropped connection is cancelled. No caller token
+    // is involved, so none of these is a cancellation the caller asked for.
+    private static bool IsOutage(Exception ex) => ex is RedisException or TimeoutException or OperationCanceledException;
 
     private void MarkDown(Exception? ex)
     {

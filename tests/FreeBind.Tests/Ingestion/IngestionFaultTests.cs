@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Kafka;
+using FreeBind.Tests.Services;
+using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit.Abstractions;
+
+namespace FreeBind.Tests.Ingestion;
+
+/// <summary>
+/// At-least-once under faults: Postgres and Redis outages, a worker killed mid-batch, broker and
+/// partition-leader faults, and a consumer group of three processes losing one. Every scenario
+/// ends with every event in the table exactly once.
+/// </summary>
+public sealed class IngestionFaultTests(ITestOutputHelper output)
+{
+    private static IEnumerable<(string Key, object Value)> Texts(int from, int count, string prefix = "t") =>
+        Enumerable.Range(from, count).Select(i => ($"{prefix}-{i:D5}", IngestionHarness.TextEvent($"{prefix}-{i:D5}", $"{prefix} caption {i}")));
+
+    private static async Task AssertExactlyOnce(IngestionHarness h, int expected)
+    {
+        var version = await h.ActiveVersionAsync();
+        Assert.Equal(expected, await h.Database.ScalarAsync<long>($"SELECT count(*) FROM \"{version.TableName}\""));
+        Assert.Equal(expected, await h.Database.ScalarAsync<long>($"SELECT count(DISTINCT media_id) FROM \"{version.TableName}\""));
+        Assert.Equal(expected, await h.Database.ScalarAsync<long>("SELECT count(*) FROM media"));
+    }
+
+    [Fact]
+    public async Task Postgres_down_for_10_seconds_mid_stream_loses_nothing()
+    {
+        await using var h = await IngestionHarness.StartAsync();
+        await h.StartWorkerAsync();
+        var producing = Task.Run(async () =>
+        {
+            for (var batch = 0; batch < 10; batch++)
+            {
+                await h.ProduceAsync(Texts(batch * 40, 40));
+                await Task.Delay(1000);
+            }
+        });
+        await h.WaitForRowsAsync(60, TimeSpan.FromMinutes(1));
+        await ServiceEnvironment.RunScriptAsync("stop-postgres");
+        var stopped = Stopwatch.StartNew();
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            await ServiceEnvironment.RunScriptAsync("start-postgres");
+        }
+        output.WriteLine($"Postgres was down {stopped.Elapsed.TotalSeconds:F1} s");
+        await producing;
+        await h.WaitForRowsAsync(400, TimeSpan.FromMinutes(2));
+        await AssertExactlyOnce(h, 400);
+    }
+
+    [Fact]
+    public async Task Redis_down_gives_correct_results_and_the_cache_is_used_again_after_restart()
+    {
+        await using var h = await IngestionHarness.StartAsync();
+        var host = await h.StartWorkerAsync();
+        var worker = host.Services.GetRequiredService<IngestionWorker>();
+        await h.ProduceAsync(Texts(0, 20, "a"));
+        await h.WaitForRowsAsync(20, TimeSpan.FromMinutes(1));
+
+        await ServiceEnvironment.RunScriptAsync("stop-redis");
+        try
+        {
+            // Same texts under new ids: without Redis they are encoded again, and still stored.
+            await h.ProduceAsync(Enumerable.Range(0, 20).Select(i => ($"b-{i:D5}", IngestionHarness.TextEvent($"b-{i:D5}", $"a caption {i}"))));
+            await h.WaitForRowsAsync(40, TimeSpan.FromMinutes(1));
+            Assert.Equal(0, worker.CacheHits);
+        }
+        finally
+        {
+            await ServiceEnvironment.RunScriptAsync("start-redis");
+        }
+        var version = await h.ActiveVersionAsync();
+        var store = h.Database.Store();
+        for (var i = 0; i < 20; i += 7)
+            Assert.Equal(await store.GetEmbeddingAsync(version, $"a-{i:D5}"), await store.GetEmbeddingAsync(version, $"b-{i:D5}"));
+
+        // Redis is back (and empty): the first copy fills it, the second is served from it.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var round = 0;
+        while (worker.CacheHits == 0 && DateTime.UtcNow < deadline)
+        {
+            await h.ProduceAsync(Enumerable.Range(0, 5).Select(i => ($"c{round}-{i}", IngestionHarness.TextEvent($"c{round}-{i}", $"after restart {i}"))));
+            await Task.Delay(1500);
+            round++;
+        }
+        output.WriteLine($"cache hits after restart: {worker.CacheHits} (rounds {round})");
+        Assert.True(worker.CacheHits > 0, "the cache was not used again after Redis came back");
+        await AssertExactlyOnce(h, 40 + round * 5);
+    }
+
+    [Fact]
+    public async Task A_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing()
+    {
+        await using var h = await IngestionHarness.StartAsync();
+        var first = h.StartWorkerProcess("w1");
+        var producing = Task.Run(async () =>
+        {
+            for (var batch = 0; batch < 8; batch++)
+            {
+                await h.ProduceAsync(Texts(batch * 50, 50));
+                await Task.Delay(500);
+            }
+        });
+        await h.WaitForRowsAsync(80, TimeSpan.FromMinutes(1));
+        first.Kill(entireProcessTree: true); // SIGKILL: no drain, no commit
+        await first.WaitForExitAsync();
+        output.WriteLine($"killed after {await h.RowCountAsync()} rows");
+        await producing;
+        h.StartWorkerProcess("w2");
+        await h.WaitForRowsAsync(400, TimeSpan.FromMinutes(2));
+        await AssertExactlyOnce(h, 400);
+    }
+
+    [Fact]
+    public async Task Broker_down_leader_moves_and_request_errors_lose_nothing()
+    {
+        await using var h = await IngestionHarness.StartAsync(brokers: 3);
+        await h.StartWorkerAsync();
+        var producing = Task.Run(async () =>
+        {
+            for (var batch = 0; batch < 10; batch++)
+            {
+                await h.ProduceAsync(Texts(batch * 30, 30));
+                await Task.Delay(600);
+            }
+        });
+        await h.WaitForRowsAsync(40, TimeSpan.FromMinutes(1));
+        h.Cluster.SetBrokerDown(2);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        h.Cluster.SetBrokerUp(2);
+        h.Cluster.SetPartitionLeader(h.Topic, 0, 3);
+        h.Cluster.SetPartitionLeader(h.Topic, 1, 1);
+        h.Cluster.PushRequestErrors(KafkaApiKey.Fetch, ErrorCode.NotLeaderForPartition, ErrorCode.Local_Transport);
+        h.Cluster.PushRequestErrors(KafkaApiKey.OffsetCommit, ErrorCode.RequestTimedOut, ErrorCode.GroupCoordinatorNotAvailable);
+        h.Cluster.PushRequestErrors(KafkaApiKey.Produce, ErrorCode.NotEnoughReplicas, ErrorCode.RequestTimedOut);
+        await producing;
+        await h.WaitForRowsAsync(300, TimeSpan.FromMinutes(2));
+        await AssertExactlyOnce(h, 300);
+        Assert.Equal(300, h.ReadTopic(h.OutputTopic, 300, TimeSpan.FromSeconds(30)).Select(m => m.Message.Key).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Three_workers_share_the_partitions_and_take_over_from_a_stopped_one()
+    {
+        await using var h = await IngestionHarness.StartAsync();
+        var workers = new[] { h.StartWorkerProcess("w1"), h.StartWorkerProcess("w2"), h.StartWorkerProcess("w3") };
+        var producing = Task.Run(async () =>
+        {
+            for (var batch = 0; batch < 12; batch++)
+            {
+                await h.ProduceAsync(Texts(batch * 50, 50));
+                await Task.Delay(700);
+            }
+        });
+        await h.WaitForRowsAsync(150, TimeSpan.FromMinutes(2));
+        workers[0].Kill(entireProcessTree: true);
+        await workers[0].WaitForExitAsync();
+        output.WriteLine($"stopped w1 after {await h.RowCountAsync()} rows");
+        await producing;
+        await h.WaitForRowsAsync(600, TimeSpan.FromMinutes(2));
+        await AssertExactlyOnce(h, 600);
+        var logs = h.Logs();
+        foreach (var name in new[] { "w1", "w2", "w3" })
+            Assert.Contains($"[{name}] ", logs.Split('\n').Where(l => l.Contains("Partitions assigned", StringComparison.Ordinal)).Aggregate("", (a, l) => a + l));
+    }
+}
