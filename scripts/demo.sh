@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: embeds the three sample images, the three sample audios and
-# their captions into ImageBind++ and prints the cross-modal similarity matrices for the two
-# upstream presets, as upstream's inference.py does. Installs what it needs; you set up nothing.
+# The main job on embedded defaults. Installs what it needs and starts Postgres+pgvector and Redis
+# on loopback (scripts/services.sh, as the tests do); you set up nothing. Then:
+#  1. embeds the three sample images, audios and captions into ImageBind++ and prints the
+#     cross-modal similarity matrices for the two upstream presets, as upstream's inference.py does;
+#  2. `freebind demo`: streams the same media as Kafka events through an embedded Kafka into the
+#     worker (→ pgvector, Redis, tags) and prints each item's tags and nearest neighbours.
 #
 # With your own ONNX exports (see docs/export.md) in $FREEBIND_MODELS, it uses them; otherwise it
 # generates the small stand-in models of the test suite (random weights: the matrices show the
@@ -25,9 +28,18 @@ else
   /usr/bin/python3 tools/reference/generate_models.py --out "$models"
 fi
 
+scripts/services.sh start
+eval "$(scripts/services.sh env)"
+trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+
 dotnet build src/Consumers -c Release --nologo -v quiet
-exec dotnet src/Consumers/bin/Release/net10.0/freebind.dll embed --space "$space" --models "$models" \
+freebind="dotnet src/Consumers/bin/Release/net10.0/freebind.dll"
+echo; echo "== 1. similarity matrices (freebind embed)"
+$freebind embed --space "$space" --models "$models" \
   --preset versatile --preset at-expertise \
   --audio "$media/BBQ.wav" --audio "$media/toilet.wav" --audio "$media/train.wav" \
   --image "$media/BBQ.jpeg" --image "$media/toilet.jpeg" --image "$media/train.jpeg" \
   --text "an audio of barbeque" --text "an audio of toilet" --text "an audio of train"
+
+echo; echo "== 2. streaming (freebind demo: embedded Kafka → worker → pgvector + Redis + tags)"
+$freebind demo --space "$space" --models "$models" --media "$media"

@@ -20,8 +20,10 @@ dotnet build FreeBind.Pipeline.sln -c Release -warnaserror --nologo -v quiet
 step "reference data"
 $PY tools/reference/generate_models.py --out "$FREEBIND_TESTDATA/models"
 $PY tools/reference/expected_fusion.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA"
+$PY tools/reference/make_tokenizers.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/preprocess_image_text.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/preprocess_audio.py --out "$FREEBIND_TESTDATA"
+$PY tools/reference/expected_standin.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA"
 
 if [ -x scripts/services.sh ]; then
   step "services"

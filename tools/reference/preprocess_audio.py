@@ -7,7 +7,7 @@ Runs the upstream recipes with Debian's torch 1.13 / torchaudio 0.13 (the versio
     pad/cut to 204 frames, Normalize(-4.268, 9.138));
   * laion_clap ``get_audio_embedding_from_filelist`` + ``get_audio_features`` (mono, 48 kHz, int16
     round trip, repeatpad, MelSpectrogram + AmplitudeToDB for the fusion model), with the random
-    choices replaced by the deterministic policy the C# side documents (docs/preprocessing-audio.md).
+    choices replaced by the deterministic policy the C# side documents (docs/preprocessing.md).
 
 Writes DIR/preprocess/audio/: the WAV inputs it synthesises (inputs/), compressed-codec fixtures
 (codecs/), and per input NAME the expected tensors as .npy:

@@ -13,7 +13,7 @@ tensors and token ids under OUT/preprocess/:
   text/internvl.json               LLaMA SentencePiece ids ([80] each)
 
 The text references are implemented here from the public algorithms (no ftfy, no transformers
-on Debian); see docs/preprocessing-image-text.md for what "ftfy-lite" does.
+on Debian); see docs/preprocessing.md for what "ftfy-lite" does.
 
 `--emit-tables FILE` writes the generated C# Unicode/HTML tables used by the C# side
 (src/Encoding/Preprocessing/Text/TextTables.g.cs) from this interpreter's unicodedata and

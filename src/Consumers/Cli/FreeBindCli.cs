@@ -25,6 +25,7 @@ internal static class FreeBindCli
         root.Subcommands.Add(RunCommand.Build());
         root.Subcommands.Add(MigrateCommand.Build());
         root.Subcommands.Add(TagsCommand.Build());
+        root.Subcommands.Add(DemoCommand.Build());
         return root;
     }
 

@@ -6,7 +6,7 @@ namespace FreeBind.Encoding.Preprocessing.Audio;
 /// laion_clap's audio path as FreeBind calls it (<c>get_audio_embedding_from_filelist</c> then
 /// <c>get_audio_features</c> with data_filling 'repeatpad'): mono mix, 48 kHz, int16 round trip,
 /// then 10 s (480,000 samples). Upstream's random choices for longer audio are replaced by fixed
-/// ones (docs/preprocessing-audio.md): the waveform crop is centred, and the fusion chunks are the
+/// ones (docs/preprocessing.md): the waveform crop is centred, and the fusion chunks are the
 /// middle candidate of each third.
 /// </summary>
 public static class ClapAudio

@@ -9,7 +9,7 @@ namespace FreeBind.Encoding.Preprocessing.Text;
 /// windows-1252/latin-1, up to three layers) undone when the bytes decode strictly as UTF-8;
 /// ligatures and full/half-width forms → NFKC; curly quotes → ASCII; control characters removed;
 /// NFC. ftfy's statistical "badness" heuristics (partial-string mojibake, mixed encodings) are not
-/// reproduced; see docs/preprocessing-image-text.md.
+/// reproduced; see docs/preprocessing.md.
 /// </summary>
 public static class TextFixer
 {
