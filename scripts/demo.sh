@@ -6,7 +6,7 @@
 #  2. `freebind demo`: streams the same media as Kafka events through an embedded Kafka into the
 #     worker (→ pgvector, Redis, tags) and prints each item's tags and nearest neighbours.
 #
-# With your own ONNX exports (see docs/export.md) in $FREEBIND_MODELS, it uses them; otherwise it
+# With your own ONNX exports (docs/export.md) in $FREEBIND_MODELS, it uses them; otherwise it
 # generates the small stand-in models of the test suite (random weights: the matrices show the
 # pipeline working, not meaningful similarities) and says so.
 set -euo pipefail

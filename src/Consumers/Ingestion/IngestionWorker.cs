@@ -221,17 +221,18 @@ public sealed partial class IngestionWorker(
     private async Task DeadLetterAsync(Outcome.Poisoned p, CancellationToken cancellationToken)
     {
         var m = p.Message;
-        var headers = new Headers
-        {
-            { "error.class", System.Text.Encoding.UTF8.GetBytes(p.ErrorClass) },
-            { "error.message", System.Text.Encoding.UTF8.GetBytes(p.Reason.Length > 4000 ? p.Reason[..4000] : p.Reason) },
-            { "source.topic", System.Text.Encoding.UTF8.GetBytes(m.Topic) },
-            { "source.partition", System.Text.Encoding.UTF8.GetBytes(m.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
-            { "source.offset", System.Text.Encoding.UTF8.GetBytes(m.Offset.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
-            { "attempts", System.Text.Encoding.UTF8.GetBytes(p.Attempts.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
-        };
+        static byte[] Utf8(string value) => System.Text.Encoding.UTF8.GetBytes(value);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var headers = new Headers();
         if (m.Message.Headers is { } original)
-            foreach (var h in original) headers.Add("original." + h.Key, h.GetValueBytes());
+            foreach (var h in original) headers.Add(h.Key, h.GetValueBytes());
+        headers.Add("freebind.error.class", Utf8(p.ErrorClass));
+        headers.Add("freebind.error.message", Utf8(p.Reason.Length > 4000 ? p.Reason[..4000] : p.Reason));
+        headers.Add("freebind.source.topic", Utf8(m.Topic));
+        headers.Add("freebind.source.partition", Utf8(m.Partition.Value.ToString(inv)));
+        headers.Add("freebind.source.offset", Utf8(m.Offset.Value.ToString(inv)));
+        headers.Add("freebind.attempts", Utf8(p.Attempts.ToString(inv)));
+        headers.Add("freebind.failed_at", Utf8(DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", inv)));
         LogDeadLetter(logger, m.TopicPartitionOffset.ToString(), p.ErrorClass, p.Reason);
         await ProduceAsync(options.DeadLetterTopic, new Message<string?, byte[]> { Key = m.Message.Key, Value = m.Message.Value, Headers = headers }, cancellationToken);
     }
@@ -247,9 +248,11 @@ public sealed partial class IngestionWorker(
             space = space.Definition.Name,
             space_version = space.Definition.Version,
             sha256 = u.Item.Media.Sha256,
-            tags = u.Item.Tags.Select(t => new { label = t.Label, score = t.Score }),
+            cached = u.CacheHit,
+            tags = u.Item.Tags.Select(t => new { label = t.Label, score = t.Score, vocabulary = t.VocabularyId }),
         });
-        return ProduceAsync(options.OutputTopic, new Message<string?, byte[]> { Key = u.Event.Id, Value = value }, cancellationToken);
+        var headers = new Headers { { "schema", "freebind.embedded.v1"u8.ToArray() } };
+        return ProduceAsync(options.OutputTopic, new Message<string?, byte[]> { Key = u.Event.Id, Value = value, Headers = headers }, cancellationToken);
     }
 
     private async Task ProduceAsync(string topic, Message<string?, byte[]> message, CancellationToken cancellationToken)

@@ -42,7 +42,7 @@ public sealed record MediaEvent(string Id, string Tenant, MediaEventType Type, M
             if (root.ValueKind != JsonValueKind.Object) throw Schema("value must be a JSON object");
             if (root.TryGetProperty("schema", out var schema) && (schema.ValueKind != JsonValueKind.Number || schema.GetInt32() != SchemaVersion))
                 throw Schema($"unsupported schema {schema}; this worker reads schema {SchemaVersion}");
-            var id = RequiredString(root, "id", 512);
+            var id = RequiredString(root, "id", 256);
             var tenant = RequiredString(root, "tenant", 128);
             if (key is not null && key != id) throw Schema($"message key '{key}' differs from id '{id}'");
             var type = RequiredString(root, "type", 16) switch

@@ -54,7 +54,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         {
             value = await redis!.GetDatabase().StringGetAsync(redisKey).WaitAsync(_options.OperationTimeout);
         }
-        catch (Exception ex) when (IsOutage(ex))
+        catch (Exception ex) // see MarkDown
         {
             MarkDown(ex);
             return null;
@@ -83,7 +83,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         {
             await redis!.GetDatabase().StringSetAsync(key.ToRedisKey(_options.KeyPrefix), bytes, _options.Ttl).WaitAsync(_options.OperationTimeout);
         }
-        catch (Exception ex) when (IsOutage(ex))
+        catch (Exception ex) // see MarkDown
         {
             MarkDown(ex);
             return;
@@ -101,7 +101,7 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         {
             return await redis!.GetDatabase().KeyTimeToLiveAsync(key.ToRedisKey(_options.KeyPrefix)).WaitAsync(_options.OperationTimeout);
         }
-        catch (Exception ex) when (IsOutage(ex))
+        catch (Exception ex) // see MarkDown
         {
             MarkDown(ex);
             return null;
@@ -119,12 +119,11 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
         return false;
     }
 
-    // Connection failures and server errors are RedisExceptions; timeouts (the library's, and our
-    // WaitAsync bound, which holds even when a paused server keeps the library waiting) are
-    // TimeoutExceptions; a command abandoned by a dropped connection is cancelled. No caller token
-    // is involved, so none of these is a cancellation the caller asked for.
-    private static bool IsOutage(Exception ex) => ex is RedisException or TimeoutException or OperationCanceledException;
-
+    // Each try block holds one client-library call and nothing else, so whatever it throws means
+    // "no cache for this call": connection failures and server errors (RedisException), timeouts
+    // (the library's and our WaitAsync bound, which holds even when a paused server keeps the
+    // library waiting), cancellations and, seen in tests, InvalidOperationException from a pipe torn
+    // down mid-read. Logged once per outage, with the first exception.
     private void MarkDown(Exception? ex)
     {
         if (Interlocked.Exchange(ref _down, 1) == 0)

@@ -101,11 +101,47 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
         {
             var m = dead.Single(d => d.Message.Key == p.Key);
             var headers = m.Message.Headers.ToDictionary(x => x.Key, x => System.Text.Encoding.UTF8.GetString(x.GetValueBytes()));
-            output.WriteLine($"{p.Key}: {headers["error.class"]}: {headers["error.message"]}");
-            Assert.Equal(p.Class, headers["error.class"]);
-            Assert.Equal(h.Topic, headers["source.topic"]);
-            Assert.True(long.Parse(headers["source.offset"], System.Globalization.CultureInfo.InvariantCulture) >= 0);
+            output.WriteLine($"{p.Key}: {headers["freebind.error.class"]}: {headers["freebind.error.message"]}");
+            Assert.Equal(p.Class, headers["freebind.error.class"]);
+            Assert.Equal(h.Topic, headers["freebind.source.topic"]);
+            Assert.Equal("1", headers["freebind.attempts"]);
+            Assert.True(long.Parse(headers["freebind.source.offset"], System.Globalization.CultureInfo.InvariantCulture) >= 0);
             Assert.Equal(p.Value, System.Text.Encoding.UTF8.GetString(m.Message.Value)); // the original bytes
+        }
+    }
+
+    [Fact]
+    public async Task Events_of_one_key_apply_in_order_and_deletes_remove_vectors_atoms_and_tags()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        await new TagVocabularyStore(h.Database.DataSource).UpsertAsync("acme", "sounds", Labels);
+        var host = await h.StartWorkerAsync();
+        var worker = (IngestionWorker)host.Services.GetService(typeof(IngestionWorker))!;
+        // Many versions of the same items, then deletes of some, all in one burst: the last event per key wins.
+        var events = new List<(string Key, object Value)>();
+        for (var round = 0; round < 5; round++)
+            for (var i = 0; i < 20; i++)
+                events.Add(($"k{i}", IngestionHarness.TextEvent($"k{i}", $"item {i} version {round}")));
+        for (var i = 0; i < 20; i += 4)
+            events.Add(($"k{i}", new { id = $"k{i}", tenant = "acme", type = "deleted" }));
+        events.Add(("never-seen", new { id = "never-seen", tenant = "acme", type = "deleted" }));
+        await h.ProduceAsync(events);
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (worker.Completed < events.Count && DateTime.UtcNow < deadline) await Task.Delay(200);
+        Assert.Equal(events.Count, worker.Completed);
+
+        Assert.Equal(15, await h.RowCountAsync());
+        Assert.Equal(0L, await h.Database.ScalarAsync<long>("SELECT count(*) FROM atoms WHERE media_id IN ('k0','k4','k8','k12','k16')"));
+        Assert.Equal(0L, await h.Database.ScalarAsync<long>("SELECT count(*) FROM media_tags WHERE media_id IN ('k0','k4','k8','k12','k16')"));
+        Assert.True(await h.Database.ScalarAsync<long>("SELECT count(*) FROM media_tags") > 0);
+
+        // The surviving items hold their last version: equal to embedding that text directly.
+        var space = EngineFixture.Load("imagebind");
+        var version = await h.ActiveVersionAsync();
+        foreach (var i in new[] { 1, 7, 19 })
+        {
+            var expected = await engine.Embedder.EmbedAsync(space, global::FreeBind.Encoding.Preprocessing.MediaInput.FromText($"item {i} version 4"));
+            Assert.True(Jsonl.MaxAbsDiff(expected.Vector, (await h.Database.Store().GetEmbeddingAsync(version, $"k{i}"))!) <= 1e-5f, $"k{i}");
         }
     }
 

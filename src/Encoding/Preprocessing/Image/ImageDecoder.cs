@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using SkiaSharp;
 
 namespace FreeBind.Encoding.Preprocessing.Image;
@@ -15,6 +14,16 @@ public static class ImageDecoder
     /// <param name="bytes">The encoded file.</param>
     /// <param name="maxPixels">Refuse, before decoding, images whose header declares more pixels.</param>
     public static RgbImage Decode(ReadOnlySpan<byte> bytes, long maxPixels)
+    {
+        using var pixels = DecodeRgbx(bytes, maxPixels);
+        return pixels.ToRgbImage();
+    }
+
+    /// <summary>
+    /// Decodes into a pooled 4-bytes-per-pixel buffer, EXIF orientation applied: what the vision
+    /// profiles resample from, without the RGB copy (the caller disposes the result).
+    /// </summary>
+    internal static RgbxBuffer DecodeRgbx(ReadOnlySpan<byte> bytes, long maxPixels)
     {
         if (bytes.IsEmpty)
             throw new MediaException(MediaErrorKind.Truncated, "image is empty (0 bytes): the upload was cut off or never written");
@@ -43,38 +52,42 @@ public static class ImageDecoder
         CheckPixels(info.Width, info.Height, maxPixels);
 
         // Unpremultiplied RGBA with no colour space: raw stored values, like PIL (which ignores ICC).
+        // Skia writes straight into the pooled buffer; the alpha byte is ignored downstream.
         var target = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var rgba = new byte[(long)info.Width * info.Height * 4 <= Array.MaxLength
-            ? info.Width * info.Height * 4
-            : throw new MediaException(MediaErrorKind.TooManyPixels, $"{info.Width}x{info.Height} image does not fit in memory")];
-        SKCodecResult result;
-        var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
+        var pixels = new RgbxBuffer(info.Width, info.Height);
         try
         {
-            result = codec.GetPixels(target, handle.AddrOfPinnedObject(), new SKCodecOptions(0));
-        }
-        finally
-        {
-            handle.Free();
-        }
+            SKCodecResult result;
+            unsafe
+            {
+                fixed (byte* p = pixels.Buffer)
+                    result = codec.GetPixels(target, (IntPtr)p, new SKCodecOptions(0));
+            }
 
-        switch (result)
-        {
-            case SKCodecResult.Success:
-                break;
-            case SKCodecResult.IncompleteInput:
-                // PIL refuses truncated files too ("image file is truncated"); a half-grey picture
-                // would silently poison the embedding.
-                throw new MediaException(MediaErrorKind.Truncated, $"{format} image is truncated (data ends before the last row)");
-            case SKCodecResult.ErrorInInput:
-            case SKCodecResult.InvalidInput:
-                throw new MediaException(MediaErrorKind.CorruptData, $"{format} image data is corrupt ({result})");
-            default:
-                throw new MediaException(MediaErrorKind.UnsupportedFormat, $"{format} image variant cannot be decoded ({result})");
-        }
+            switch (result)
+            {
+                case SKCodecResult.Success:
+                    break;
+                case SKCodecResult.IncompleteInput:
+                    // PIL refuses truncated files too ("image file is truncated"); a half-grey picture
+                    // would silently poison the embedding.
+                    throw new MediaException(MediaErrorKind.Truncated, $"{format} image is truncated (data ends before the last row)");
+                case SKCodecResult.ErrorInInput:
+                case SKCodecResult.InvalidInput:
+                    throw new MediaException(MediaErrorKind.CorruptData, $"{format} image data is corrupt ({result})");
+                default:
+                    throw new MediaException(MediaErrorKind.UnsupportedFormat, $"{format} image variant cannot be decoded ({result})");
+            }
 
-        var rgb = DropAlpha(rgba, info.Width, info.Height);
-        return Orient(rgb, codec.EncodedOrigin);
+            var oriented = Orient(pixels, codec.EncodedOrigin);
+            if (!ReferenceEquals(oriented, pixels)) pixels.Dispose();
+            return oriented;
+        }
+        catch
+        {
+            pixels.Dispose();
+            throw;
+        }
     }
 
     private static void CheckPixels(long width, long height, long maxPixels)
@@ -83,21 +96,18 @@ public static class ImageDecoder
             throw new MediaException(MediaErrorKind.TooManyPixels, $"image declares {width}x{height} = {width * height} pixels, above the limit of {maxPixels}");
     }
 
-    private static RgbImage DropAlpha(byte[] rgba, int width, int height)
-    {
-        var rgb = new byte[width * height * 3];
-        for (int i = 0, o = 0; o < rgb.Length; i += 4, o += 3)
-        {
-            rgb[o] = rgba[i];
-            rgb[o + 1] = rgba[i + 1];
-            rgb[o + 2] = rgba[i + 2];
-        }
-
-        return new RgbImage(width, height, rgb);
-    }
-
     /// <summary>EXIF orientation (same numbering as SKEncodedOrigin) applied like PIL's exif_transpose.</summary>
     internal static RgbImage Orient(RgbImage img, SKEncodedOrigin origin)
+    {
+        if (origin is SKEncodedOrigin.TopLeft || (int)origin < 1 || (int)origin > 8)
+            return img;
+        using var rgbx = RgbxBuffer.From(img);
+        using var oriented = Orient(rgbx, origin);
+        return oriented.ToRgbImage();
+    }
+
+    /// <summary>Orientation on whole 4-byte pixels; returns <paramref name="img"/> itself when upright.</summary>
+    private static RgbxBuffer Orient(RgbxBuffer img, SKEncodedOrigin origin)
     {
         if (origin is SKEncodedOrigin.TopLeft || (int)origin < 1 || (int)origin > 8)
             return img;
@@ -105,33 +115,30 @@ public static class ImageDecoder
         int w = img.Width, h = img.Height;
         var swap = (int)origin >= 5;
         int ow = swap ? h : w, oh = swap ? w : h;
-        var dst = new byte[img.Pixels.Length];
-        var src = img.Pixels;
+        // The stored pixel (sx, sy) shown at display position (x, y) is affine in x and y:
+        // index = s0 + x·dx + y·dy.
+        var (s0, dx, dy) = origin switch
+        {
+            SKEncodedOrigin.TopRight => (w - 1, -1, w),                          // (w−1−x, y)
+            SKEncodedOrigin.BottomRight => ((h - 1) * w + w - 1, -1, -w),        // (w−1−x, h−1−y)
+            SKEncodedOrigin.BottomLeft => ((h - 1) * w, 1, -w),                  // (x, h−1−y)
+            SKEncodedOrigin.LeftTop => (0, w, 1),                                // (y, x)
+            SKEncodedOrigin.RightTop => ((h - 1) * w, -w, 1),                    // (y, h−1−x)
+            SKEncodedOrigin.RightBottom => ((h - 1) * w + w - 1, -w, -1),        // (w−1−y, h−1−x)
+            SKEncodedOrigin.LeftBottom => (w - 1, w, -1),                        // (w−1−y, x)
+            _ => (0, 1, w),
+        };
+        var result = new RgbxBuffer(ow, oh);
+        var src = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(img.Buffer.AsSpan(0, img.PixelBytes));
+        var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(result.Buffer.AsSpan(0, result.PixelBytes));
         for (var y = 0; y < oh; y++)
         {
-            for (var x = 0; x < ow; x++)
-            {
-                // (sx, sy): the stored pixel shown at display position (x, y).
-                var (sx, sy) = origin switch
-                {
-                    SKEncodedOrigin.TopRight => (w - 1 - x, y),
-                    SKEncodedOrigin.BottomRight => (w - 1 - x, h - 1 - y),
-                    SKEncodedOrigin.BottomLeft => (x, h - 1 - y),
-                    SKEncodedOrigin.LeftTop => (y, x),
-                    SKEncodedOrigin.RightTop => (y, h - 1 - x),
-                    SKEncodedOrigin.RightBottom => (w - 1 - y, h - 1 - x),
-                    SKEncodedOrigin.LeftBottom => (w - 1 - y, x),
-                    _ => (x, y),
-                };
-                var s = (sy * w + sx) * 3;
-                var d = (y * ow + x) * 3;
-                dst[d] = src[s];
-                dst[d + 1] = src[s + 1];
-                dst[d + 2] = src[s + 2];
-            }
+            var s = s0 + y * dy;
+            var row = dst.Slice(y * ow, ow);
+            for (var x = 0; x < ow; x++, s += dx)
+                row[x] = src[s];
         }
-
-        return new RgbImage(ow, oh, dst);
+        return result;
     }
 
     internal enum Format { Jpeg, Png, Gif, Bmp, WebP }

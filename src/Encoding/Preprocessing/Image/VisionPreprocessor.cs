@@ -47,43 +47,36 @@ public sealed class VisionPreprocessor : IPreprocessor
     }
 
     /// <summary>Pure bytes → tensor for one recipe (what the benchmark times).</summary>
-    public static ModelTensor Preprocess(VisionRecipe recipe, ReadOnlySpan<byte> encoded, long maxPixels) =>
-        ModelTensor.Float32(InputName, [1, 3, Size, Size], Transform(recipe, ImageDecoder.Decode(encoded, maxPixels)));
+    public static ModelTensor Preprocess(VisionRecipe recipe, ReadOnlySpan<byte> encoded, long maxPixels)
+    {
+        using var pixels = ImageDecoder.DecodeRgbx(encoded, maxPixels);
+        return ModelTensor.Float32(InputName, [1, 3, Size, Size], Transform(recipe, pixels));
+    }
 
     /// <summary>Decoded RGB → CHW float32 (3·224·224).</summary>
     public static float[] Transform(VisionRecipe recipe, RgbImage image)
     {
+        using var pixels = RgbxBuffer.From(image);
+        return Transform(recipe, pixels);
+    }
+
+    private static float[] Transform(VisionRecipe recipe, RgbxBuffer image)
+    {
         var (w, h) = ShortSideTo(image.Width, image.Height, Size);
-        var resized = PilBicubic.Resize(image, w, h);
         var top = CropOffset(h, recipe.CropRoundsHalfToEven);
         var left = CropOffset(w, recipe.CropRoundsHalfToEven);
+        // Only the centre crop of the resized image is ever computed.
+        var crop = new byte[Size * Size * 3];
+        PilBicubic.ResizeRegion(image, w, h, left, top, Size, Size, crop);
 
-        var lut = new float[3 * 256];
-        for (var c = 0; c < 3; c++)
-        {
-            for (var v = 0; v < 256; v++)
-            {
-                // Same float32 operation order as torch (x/255 − mean)/std and numpy (x·(1/255) in
-                // float64 → float32, − mean, / std), so equal bytes give bit-equal floats.
-                var x = recipe.ScaleInDouble ? (float)(v * (1.0 / 255)) : v / 255f;
-                lut[c * 256 + v] = (x - recipe.Mean[c]) / recipe.Std[c];
-            }
-        }
-
+        var lut = recipe.Lut;
         var plane = Size * Size;
         var output = new float[3 * plane];
-        var px = resized.Pixels;
-        for (var y = 0; y < Size; y++)
+        for (int o = 0, p = 0; o < plane; o++, p += 3)
         {
-            var row = ((top + y) * w + left) * 3;
-            for (var x = 0; x < Size; x++)
-            {
-                var p = row + x * 3;
-                var o = y * Size + x;
-                output[o] = lut[px[p]];
-                output[plane + o] = lut[256 + px[p + 1]];
-                output[2 * plane + o] = lut[512 + px[p + 2]];
-            }
+            output[o] = lut[crop[p]];
+            output[plane + o] = lut[256 + crop[p + 1]];
+            output[2 * plane + o] = lut[512 + crop[p + 2]];
         }
 
         return output;
@@ -108,4 +101,26 @@ public sealed class VisionPreprocessor : IPreprocessor
 /// <param name="Std">Per-channel standard deviation (RGB).</param>
 /// <param name="CropRoundsHalfToEven">torchvision CenterCrop rounding (true) or HF floor division (false).</param>
 /// <param name="ScaleInDouble">HF rescale (float64 multiply, then float32) instead of torch's float32 divide.</param>
-public sealed record VisionRecipe(string Profile, float[] Mean, float[] Std, bool CropRoundsHalfToEven, bool ScaleInDouble);
+public sealed record VisionRecipe(string Profile, float[] Mean, float[] Std, bool CropRoundsHalfToEven, bool ScaleInDouble)
+{
+    private float[]? _lut;
+
+    /// <summary>Byte value → normalised float per channel (3 × 256), built once.</summary>
+    internal float[] Lut => _lut ??= BuildLut();
+
+    private float[] BuildLut()
+    {
+        var lut = new float[3 * 256];
+        for (var c = 0; c < 3; c++)
+        {
+            for (var v = 0; v < 256; v++)
+            {
+                // Same float32 operation order as torch (x/255 − mean)/std and numpy (x·(1/255) in
+                // float64 → float32, − mean, / std), so equal bytes give bit-equal floats.
+                var x = ScaleInDouble ? (float)(v * (1.0 / 255)) : v / 255f;
+                lut[c * 256 + v] = (x - Mean[c]) / Std[c];
+            }
+        }
+        return lut;
+    }
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Encoding;
+using FreeBind.Encoding.Experts;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+using Pgvector;
+
+namespace FreeBind.Benchmarks.Ingestion;
+
+/// <summary>One timed phase of the worker: events made durable per second, and where the time went.</summary>
+internal sealed record PhaseResult(int Events, double Seconds, double ProduceSeconds, long CacheHits,
+    (int Batches, long Items, double Milliseconds, int Largest) Writes, (long Batches, long Items) Encoder)
+{
+    public double EventsPerSecond => Events / Seconds;
+}
+
+/// <summary>The rows the worker wrote for the timed events, read back for the COPY ceiling.</summary>
+internal sealed record WrittenRows(string Space, string Digest, int Dimension, string Manifest,
+    IReadOnlyList<(string Id, string Tenant, string Modality, string Source, string Sha256, string Metadata, Vector Embedding)> Media,
+    IReadOnlyList<(string MediaId, string Expert, string ModelDigest, Vector Embedding)> Atoms);
+
+/// <summary>Events keyed <c>{prefix}-{i}</c> whose contents are number <c>first + i</c> of the run's contents.</summary>
+internal delegate IReadOnlyList<(string Key, string Value)> EventMaker(string prefix, int first, int count);
+
+internal sealed record EndToEndResult(string Variant, PhaseResult Miss, PhaseResult? Hit, double StartSeconds, WrittenRows? Rows);
+
+/// <summary>
+/// End to end: the worker (IngestionWorker as `freebind run` hosts it) in this process, a private
+/// database, fresh topics on the mock cluster. A warm-up batch is processed first (sessions loaded,
+/// JIT warm, space table created), then the timed batch is produced and the clock runs from the
+/// first produce call until the worker reports every timed event durable (rows committed, offsets
+/// stored). Optionally a second timed batch repeats the same texts under new ids: all cache hits.
+/// </summary>
+internal static class EndToEndCase
+{
+    public static async Task<EndToEndResult> RunAsync(BenchContext ctx, string variant, IReadOnlyDictionary<string, string?> overrides,
+        int warmup, int events, bool hits, bool keepRows, EventMaker? makeEvents = null)
+    {
+        makeEvents ??= (prefix, first, count) => [.. ctx.Texts(first, count).Select((t, i) => ($"{prefix}-{i:D6}", BenchContext.TextEvent($"{prefix}-{i:D6}", t)))];
+        await using var db = await BenchDatabase.CreateAsync(ctx.Postgres, migrate: false);
+        var topics = ctx.NewTopics();
+        var settings = ctx.Settings(db.ConnectionString, topics);
+        foreach (var (k, v) in overrides) settings[k] = v;
+        var writes = new WriteStats();
+        using var host = BenchHost.Build(settings, runWorker: true, writes);
+
+        var started = Stopwatch.StartNew();
+        await host.StartAsync();
+        var worker = host.Services.GetRequiredService<IngestionWorker>();
+        // Warm-up contents come after the timed ones, so the timed batch still misses the cache.
+        await ctx.ProduceAsync(topics.Topic, makeEvents("w", events, warmup));
+        await WaitAsync(worker, warmup, TimeSpan.FromMinutes(3));
+        var startSeconds = started.Elapsed.TotalSeconds;
+
+        var space = await host.Services.GetRequiredService<SpaceBootstrap>().GetAsync(CancellationToken.None);
+        var encoders = host.Services.GetRequiredService<ExpertEncoders>();
+        (long, long) EncoderCounters()
+        {
+            long b = 0, n = 0;
+            foreach (var plan in space.Definition.Plans.Values)
+                foreach (var expert in plan.Experts)
+                {
+                    var (batches, items) = encoders.Model(space.Definition, expert, plan.Modality).Batcher.Counters;
+                    b += batches;
+                    n += items;
+                }
+            return (b, n);
+        }
+
+        var miss = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("t", 0, events), warmup, writes, EncoderCounters);
+        PhaseResult? hit = null;
+        if (hits)
+        {
+            // Same contents, new ids: every item is a cache hit (no decoding, no encoders).
+            hit = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("h", 0, events), warmup + events, writes, EncoderCounters);
+        }
+        await host.StopAsync(TimeSpan.FromSeconds(30));
+
+        var table = space.Version.TableName;
+        var timedRows = await db.ScalarAsync<long>($"SELECT count(*) FROM \"{table}\" WHERE media_id LIKE 't-%'");
+        if (timedRows != events) throw new InvalidOperationException($"{variant}: {timedRows} timed rows in {table}, expected {events}");
+        var rows = keepRows ? await ReadRowsAsync(db, space.Definition.Name, table) : null;
+        return new EndToEndResult(variant, miss, hit, startSeconds, rows);
+    }
+
+    private static async Task<PhaseResult> PhaseAsync(BenchContext ctx, IngestionWorker worker, string topic,
+        IReadOnlyList<(string Key, string Value)> messages, long before, WriteStats writes, Func<(long Batches, long Items)> encoder)
+    {
+        writes.Reset();
+        var encoderBefore = encoder();
+        var hitsBefore = worker.CacheHits;
+        var watch = Stopwatch.StartNew();
+        await ctx.ProduceAsync(topic, messages);
+        var produced = watch.Elapsed.TotalSeconds;
+        await WaitAsync(worker, before + messages.Count, TimeSpan.FromMinutes(5));
+        var seconds = watch.Elapsed.TotalSeconds;
+        var encoderAfter = encoder();
+        return new PhaseResult(messages.Count, seconds, produced, worker.CacheHits - hitsBefore, writes.Snapshot(),
+            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items));
+    }
+
+    private static async Task WaitAsync(IngestionWorker worker, long completed, TimeSpan timeout)
+    {
+        var watch = Stopwatch.StartNew();
+        while (worker.Completed < completed)
+        {
+            if (watch.Elapsed > timeout)
+                throw new TimeoutException($"worker completed {worker.Completed} of {completed} messages in {timeout} (in flight {worker.InFlight})");
+            await Task.Delay(2);
+        }
+    }
+
+    private static async Task<WrittenRows> ReadRowsAsync(BenchDatabase db, string space, string table)
+    {
+        string digest, manifest;
+        int dimension;
+        await using (var cmd = db.DataSource.CreateCommand("SELECT digest, dimension, manifest::text FROM space_versions WHERE space = $1 AND state = 'active'"))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = space });
+            await using var r = await cmd.ExecuteReaderAsync();
+            if (!await r.ReadAsync()) throw new InvalidOperationException($"no active version of {space}");
+            (digest, dimension, manifest) = (r.GetString(0), r.GetInt32(1), r.GetString(2));
+        }
+        var media = new List<(string, string, string, string, string, string, Vector)>();
+        await using (var cmd = db.DataSource.CreateCommand($"""
+            SELECT m.id, m.tenant, m.modality, m.source, m.sha256, m.metadata::text, e.embedding
+            FROM media m JOIN "{table}" e ON e.media_id = m.id WHERE m.id LIKE 't-%' ORDER BY m.id
+            """))
+        await using (var r = await cmd.ExecuteReaderAsync())
+            while (await r.ReadAsync())
+                media.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetFieldValue<Vector>(6)));
+        var atoms = new List<(string, string, string, Vector)>();
+        await using (var cmd = db.DataSource.CreateCommand("SELECT media_id, expert, model_digest, embedding FROM atoms WHERE media_id LIKE 't-%' ORDER BY media_id, expert"))
+        await using (var r = await cmd.ExecuteReaderAsync())
+            while (await r.ReadAsync())
+                atoms.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<Vector>(3)));
+        return new WrittenRows(space, digest, dimension, manifest, media, atoms);
+    }
+}
