@@ -28,9 +28,10 @@ else
   /usr/bin/python3 tools/reference/generate_models.py --out "$models"
 fi
 
+# Stop on exit only what this run started (services already running stay up).
+if scripts/services.sh status | grep -q stopped; then trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT; fi
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
-trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 
 dotnet build src/Consumers -c Release --nologo -v quiet
 freebind="dotnet src/Consumers/bin/Release/net10.0/freebind.dll"

@@ -27,9 +27,10 @@ $PY tools/reference/expected_standin.py --models "$FREEBIND_TESTDATA/models" --o
 
 if [ -x scripts/services.sh ]; then
   step "services"
+  # Stop on exit only what this run started (a developer's running services stay up).
+  if scripts/services.sh status | grep -q stopped; then trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT; fi
   scripts/services.sh start
   eval "$(scripts/services.sh env)"
-  trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
 step "tests"

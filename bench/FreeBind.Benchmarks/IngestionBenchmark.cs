@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using FreeBind.Benchmarks.Ingestion;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Persistence.Embeddings;
 
 namespace FreeBind.Benchmarks;
 
@@ -24,6 +26,7 @@ internal static class IngestionBenchmark
           --cache-items N     items for the miss/hit latency, default 200
           --set KEY=VALUE     worker setting for every end-to-end case (configuration key, e.g. Kafka:WriteBatch=512)
           --variant NAME:K=V[,K=V…]  an extra end-to-end case with these settings (repeatable)
+          --no-investigate    skip the built-in variants (larger write batches, one ORT thread, cache off)
           --images N          also time N image events (file:// URIs), 0 to skip, default 300
           --media DIR         BBQ/toilet/train .jpeg (default: $FREEBIND_SHARED or ../shared, media/freebind-samples)
           --no-hits           skip the all-cache-hits end-to-end phase
@@ -38,6 +41,18 @@ internal static class IngestionBenchmark
         Dictionary<string, string?> Settings, List<(string Name, Dictionary<string, string?> Settings)> Variants,
         int Images, string Media, bool Hits);
 
+    // Settings that bear on where the time goes, tried by configuration only, every round.
+    private static readonly (string Name, Dictionary<string, string?> Settings)[] Investigation =
+    [
+        ("write batch 1024", new() { ["Kafka:WriteBatch"] = "1024", ["Kafka:MaxInFlight"] = "2048", ["Kafka:ResumeInFlight"] = "1024" }),
+        ("1 ORT thread", new() { ["Onnx:IntraOpThreads"] = "1" }),
+        ("cache off", new() { ["Cache:Enabled"] = "false" }),
+        ("write batch 1024 + 1 ORT thread", new()
+        {
+            ["Kafka:WriteBatch"] = "1024", ["Kafka:MaxInFlight"] = "2048", ["Kafka:ResumeInFlight"] = "1024", ["Onnx:IntraOpThreads"] = "1",
+        }),
+    ];
+
     /// <summary>Entry point of the subcommand; <paramref name="args"/> excludes the word <c>ingestion</c>.</summary>
     public static int RunCommand(string[] args)
     {
@@ -47,6 +62,7 @@ internal static class IngestionBenchmark
         var o = new Options(3000, 300, 3, 8, 200, [], [], 300, Path.Combine(shared, "media", "freebind-samples"), true);
         string? docs = null;
         var writeDocs = true;
+        var investigate = true;
         for (var i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -73,6 +89,7 @@ internal static class IngestionBenchmark
                 case "--images": o = o with { Images = Int() }; break;
                 case "--media": o = o with { Media = Value() }; break;
                 case "--no-hits": o = o with { Hits = false }; break;
+                case "--no-investigate": investigate = false; break;
                 case "--docs": docs = Value(); break;
                 case "--no-docs": writeDocs = false; break;
                 default:
@@ -80,6 +97,7 @@ internal static class IngestionBenchmark
                     return 2;
             }
         }
+        if (investigate) o.Variants.InsertRange(0, Investigation.Select(v => (v.Name, new Dictionary<string, string?>(v.Settings))));
         if (root is null)
         {
             Console.Error.WriteLine("repository root not found (FreeBind.Pipeline.sln): run from inside the repository");
@@ -104,6 +122,9 @@ internal static class IngestionBenchmark
         return 0;
     }
 
+    private static int WriteBatch(Dictionary<string, string?> settings) =>
+        settings.TryGetValue("Kafka:WriteBatch", out var v) && v is not null ? int.Parse(v, CultureInfo.InvariantCulture) : new IngestionOptions().WriteBatch;
+
     private static (string Key, string Value) KeyValue(string s)
     {
         var eq = s.IndexOf('=', StringComparison.Ordinal);
@@ -117,7 +138,9 @@ internal static class IngestionBenchmark
         public List<double> CeilingIndexed { get; } = [];
         public List<double> CeilingBare { get; } = [];
         public List<double> CeilingParity { get; } = [];
-        public List<(int Events, double Seconds)> Naive { get; } = [];
+        public List<double> StoreCopyMerge { get; } = [];
+        public List<double> StoreUnnest { get; } = [];
+        public List<NaiveResult> Naive { get; } = [];
         public List<EndToEndResult> Images { get; } = [];
         public (double[] Miss, double[] Hit) Cache { get; set; }
     }
@@ -147,9 +170,12 @@ internal static class IngestionBenchmark
                 r.CeilingParity.Add(await CopyCeiling.ParityAsync(ctx, e2e.Rows!));
                 r.CeilingBare.Add(await CopyCeiling.EmbeddingsOnlyAsync(ctx, e2e.Rows!, index: false));
                 Log($"  COPY ceiling: {r.CeilingIndexed[^1]:F0} rows/s (same table, HNSW), {r.CeilingParity[^1]:F0} (media+embeddings+atoms), {r.CeilingBare[^1]:F0} (no index)");
+                r.StoreCopyMerge.Add(await StoreOnly.RunAsync(ctx, e2e.Rows!, WriteStrategy.CopyMerge, WriteBatch(o.Settings)));
+                r.StoreUnnest.Add(await StoreOnly.RunAsync(ctx, e2e.Rows!, WriteStrategy.Unnest, WriteBatch(o.Settings)));
+                Log($"  store only: {r.StoreCopyMerge[^1]:F0} items/s (CopyMerge), {r.StoreUnnest[^1]:F0} (Unnest)");
                 var naive = await NaiveConsumer.RunAsync(ctx, Math.Min(50, o.Warmup), o.Events, o.NaiveSeconds);
                 r.Naive.Add(naive);
-                Log($"  naive: {naive.Events / naive.Seconds:F1} events/s ({naive.Events} in {naive.Seconds:F1} s)");
+                Log($"  naive: {naive.Events / naive.Seconds:F1} events/s ({naive.Events} in {naive.Seconds:F1} s; ms per message: consume {naive.ConsumeMs:F2}, parse+embed {naive.EmbedMs:F2}, Postgres {naive.WriteMs:F2}, offset commit {naive.CommitMs:F2})");
                 foreach (var (name, settings) in o.Variants)
                 {
                     var merged = new Dictionary<string, string?>(o.Settings);
@@ -235,20 +261,27 @@ internal static class IngestionBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a) COPY, same table shape + HNSW (ceiling) | {indexed:F0} rows | {Runs(r.CeilingIndexed)} | **{e2e / indexed:F2}×** | ≥ {CeilingGoal}×: {Goal(e2e / indexed, CeilingGoal)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a′) COPY, media + embeddings + atoms (parity) | {parity:F0} items | {Runs(r.CeilingParity)} | {e2e / parity:F2}× | ≥ {CeilingGoal}×: {Goal(e2e / parity, CeilingGoal)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a″) COPY, same table, no index | {bare:F0} rows | {Runs(r.CeilingBare)} | {e2e / bare:F2}× | (not the goal) |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c) `EmbeddingStore` alone, CopyMerge (the worker's strategy), batches of {WriteBatch(o.Settings)} | {Median(r.StoreCopyMerge):F0} items | {Runs(r.StoreCopyMerge)} | {e2e / Median(r.StoreCopyMerge):F2}× | (diagnostic) |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c′) `EmbeddingStore` alone, Unnest, batches of {WriteBatch(o.Settings)} | {Median(r.StoreUnnest):F0} items | {Runs(r.StoreUnnest)} | {e2e / Median(r.StoreUnnest):F2}× | (diagnostic) |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (b) naive per-message consumer | {naive:F1} events | {Runs(r.Naive.Select(n => n.Events / n.Seconds), "F1")} | **{e2e / naive:F1}×** | ≥ {NaiveGoal}×: {Goal(e2e / naive, NaiveGoal)} |");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"For scale: the COPY ceiling (a) is {indexed / naive:F1}× the naive consumer, so on this setup ≥ {NaiveGoal}× naive would mean beating raw COPY. Naive, ms per message (median round): consume {Median(r.Naive.Select(n => n.ConsumeMs)):F2}, parse + embed {Median(r.Naive.Select(n => n.EmbedMs)):F2}, Postgres {Median(r.Naive.Select(n => n.WriteMs)):F2}, offset commit {Median(r.Naive.Select(n => n.CommitMs)):F2}.");
         foreach (var img in r.Images)
-            sb.AppendLine(CultureInfo.InvariantCulture, $"| end to end, image events (file://, {img.Miss.Events} distinct JPEGs, 1 run) | {img.Miss.EventsPerSecond:F1} events | | | |");
+        {
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Image events (round 1 only): {img.Miss.Events} distinct JPEGs by `file://` URI (copies of BBQ/toilet/train.jpeg, 1440×810 and 1920×1080, with unique bytes after the end-of-image marker so each has its own digest), same worker settings: **{img.Miss.EventsPerSecond:F1} events/s** end to end (fetch, JPEG decode and resize in C#, vision encoder, write).");
+        }
         sb.AppendLine();
 
         sb.AppendLine("Where the end-to-end time goes (timed phases, medians over rounds; write figures from the store's per-batch log):");
         sb.AppendLine();
-        sb.AppendLine("| case | events/s | write batches | items per write | ms per write | writes ÷ wall time | encoder runs | items per encoder run | produce s |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| case | events/s | every round | cache hits | write batches | items per write | ms per write | writes ÷ wall time | items per encoder run | worker-process CPU ms per event |");
+        sb.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         void Phase(string name, IReadOnlyList<PhaseResult> phases)
         {
             if (phases.Count == 0) return;
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {name} | {Median(phases.Select(p => p.EventsPerSecond)):F0} | {Median(phases.Select(p => (double)p.Writes.Batches)):F0} | {Median(phases.Select(p => p.Writes.Items / (double)Math.Max(1, p.Writes.Batches))):F0} | {Median(phases.Select(p => p.Writes.Milliseconds / Math.Max(1, p.Writes.Batches))):F0} | {Median(phases.Select(p => p.Writes.Milliseconds / 1000 / p.Seconds)):P0} | {Median(phases.Select(p => (double)p.Encoder.Batches)):F0} | {Median(phases.Select(p => p.Encoder.Items / (double)Math.Max(1, p.Encoder.Batches))):F1} | {Median(phases.Select(p => p.ProduceSeconds)):F2} |");
+                $"| {name} | {Median(phases.Select(p => p.EventsPerSecond)):F0} | {Runs(phases.Select(p => p.EventsPerSecond))} | {Median(phases.Select(p => (double)p.CacheHits)):F0} of {phases[0].Events} | {Median(phases.Select(p => (double)p.Writes.Batches)):F0} | {Median(phases.Select(p => p.Writes.Items / (double)Math.Max(1, p.Writes.Batches))):F0} | {Median(phases.Select(p => p.Writes.Milliseconds / Math.Max(1, p.Writes.Batches))):F0} | {Median(phases.Select(p => p.Writes.Milliseconds / 1000 / p.Seconds)):P0} | {(phases.All(p => p.Encoder.Batches == 0) ? "–" : Median(phases.Select(p => p.Encoder.Items / (double)Math.Max(1, p.Encoder.Batches))).ToString("F1", CultureInfo.InvariantCulture))} | {Median(phases.Select(p => p.CpuMsPerEvent)):F2} |");
         }
         Phase("default, misses", [.. r.EndToEnd.Select(x => x.Miss)]);
         if (hits is not null) Phase("default, hits", [.. r.EndToEnd.Select(x => x.Hit!)]);

@@ -18,8 +18,9 @@ public sealed class PersistenceOptions
     public bool MigrateOnStart { get; set; } = true;
 
     /// <summary>
-    /// How batches are written. COPY-merge is the default: 1.5–2× the rows/s of unnest in our
-    /// measurements (docs/benchmarks.md); with an HNSW index the index build dominates and they tie.
+    /// How batches are written. COPY-merge is the default: 1.5–1.8× the rows/s of unnest with
+    /// 500-item batches in our measurements (docs/benchmarks.md); at 64 items they are close, and
+    /// with an HNSW index the index build dominates both.
     /// </summary>
     public WriteStrategy WriteStrategy { get; set; } = WriteStrategy.CopyMerge;
 }

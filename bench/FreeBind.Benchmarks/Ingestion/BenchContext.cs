@@ -7,7 +7,7 @@ namespace FreeBind.Benchmarks.Ingestion;
 /// <summary>
 /// What every case of one run shares: the services, librdkafka's mock cluster (in this process, the
 /// same cluster <c>Kafka:Embedded=true</c> starts), the space, and a run id that makes every text
-/// (hence every content digest) and the Redis key prefix new, so a miss is a miss.
+/// (hence every content digest) new; each case also gets its own Redis key prefix, so a miss is a miss.
 /// </summary>
 internal sealed class BenchContext : IDisposable
 {
@@ -59,7 +59,8 @@ internal sealed class BenchContext : IDisposable
         ["Onnx:VerifyProjectors"] = "false",
         ["Persistence:ConnectionString"] = connectionString,
         ["Cache:Redis"] = Redis,
-        ["Cache:KeyPrefix"] = "freebind-bench-" + RunId,
+        // A key prefix per case: the same texts in another case are misses again.
+        ["Cache:KeyPrefix"] = "freebind-" + topics.Group,
         ["Cache:Ttl"] = "00:30:00",
         ["Kafka:BootstrapServers"] = Cluster.BootstrapServers,
         ["Kafka:GroupId"] = topics.Group,

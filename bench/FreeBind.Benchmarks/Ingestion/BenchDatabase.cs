@@ -34,6 +34,13 @@ internal sealed class BenchDatabase : IAsyncDisposable
             await using var cmd = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
             await cmd.ExecuteNonQueryAsync();
         }
+        // pgvector before the data source's first connection, which loads the types it can map.
+        await using (var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(server) { Database = name, Pooling = false }.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var cmd = new NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS vector", connection);
+            await cmd.ExecuteNonQueryAsync();
+        }
         var db = new BenchDatabase(admin.ConnectionString, name,
             PersistenceExtensions.CreateDataSource(new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString));
         if (migrate) await new MigrationRunner(db.DataSource, NullLogger<MigrationRunner>.Instance).ApplyAsync();

@@ -22,7 +22,6 @@ internal static class CopyCeiling
     {
         await using var db = await BenchDatabase.CreateAsync(ctx.Postgres, migrate: false);
         await db.ExecuteAsync($"""
-            CREATE EXTENSION IF NOT EXISTS vector;
             CREATE TABLE ceiling (
                 media_id   text        PRIMARY KEY,
                 embedding  vector({rows.Dimension}) NOT NULL,

@@ -11,9 +11,12 @@ namespace FreeBind.Benchmarks.Ingestion;
 
 /// <summary>One timed phase of the worker: events made durable per second, and where the time went.</summary>
 internal sealed record PhaseResult(int Events, double Seconds, double ProduceSeconds, long CacheHits,
-    (int Batches, long Items, double Milliseconds, int Largest) Writes, (long Batches, long Items) Encoder)
+    (int Batches, long Items, double Milliseconds, int Largest) Writes, (long Batches, long Items) Encoder, double ProcessCpuSeconds)
 {
     public double EventsPerSecond => Events / Seconds;
+
+    /// <summary>CPU time of this process (worker, encoders, Kafka/Redis/Npgsql clients; not Postgres or Redis) per event.</summary>
+    public double CpuMsPerEvent => ProcessCpuSeconds * 1000 / Events;
 }
 
 /// <summary>The rows the worker wrote for the timed events, read back for the COPY ceiling.</summary>
@@ -91,14 +94,18 @@ internal static class EndToEndCase
         writes.Reset();
         var encoderBefore = encoder();
         var hitsBefore = worker.CacheHits;
+        using var self = Process.GetCurrentProcess();
+        var cpuBefore = self.TotalProcessorTime;
         var watch = Stopwatch.StartNew();
         await ctx.ProduceAsync(topic, messages);
         var produced = watch.Elapsed.TotalSeconds;
         await WaitAsync(worker, before + messages.Count, TimeSpan.FromMinutes(5));
         var seconds = watch.Elapsed.TotalSeconds;
+        self.Refresh();
+        var cpu = (self.TotalProcessorTime - cpuBefore).TotalSeconds;
         var encoderAfter = encoder();
         return new PhaseResult(messages.Count, seconds, produced, worker.CacheHits - hitsBefore, writes.Snapshot(),
-            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items));
+            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu);
     }
 
     private static async Task WaitAsync(IngestionWorker worker, long completed, TimeSpan timeout)

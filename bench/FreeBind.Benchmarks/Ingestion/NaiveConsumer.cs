@@ -10,6 +10,9 @@ using Pgvector;
 
 namespace FreeBind.Benchmarks.Ingestion;
 
+/// <summary>Timed messages, seconds, and mean milliseconds per message in each stage.</summary>
+internal sealed record NaiveResult(int Events, double Seconds, double ConsumeMs, double EmbedMs, double WriteMs, double CommitMs);
+
 /// <summary>
 /// (b) The naive consumer: one message at a time — consume, parse (<see cref="MediaEvent.Parse"/>),
 /// embed with the same <see cref="Embedder"/> (a single item, nothing to batch with), write the same
@@ -18,7 +21,7 @@ namespace FreeBind.Benchmarks.Ingestion;
 /// </summary>
 internal static class NaiveConsumer
 {
-    public static async Task<(int Events, double Seconds)> RunAsync(BenchContext ctx, int warmup, int events, double budgetSeconds)
+    public static async Task<NaiveResult> RunAsync(BenchContext ctx, int warmup, int events, double budgetSeconds)
     {
         await using var db = await BenchDatabase.CreateAsync(ctx.Postgres, migrate: false);
         var topics = ctx.NewTopics();
@@ -48,13 +51,26 @@ internal static class NaiveConsumer
         var digests = new Dictionary<string, string>(StringComparer.Ordinal);
         int done = 0, timed = 0;
         Stopwatch? watch = null;
+        // Milliseconds per stage over the timed messages: consume, parse + embed, Postgres, offset commit.
+        double consumeMs = 0, embedMs = 0, writeMs = 0, commitMs = 0;
+        var t = Stopwatch.GetTimestamp();
+        double Lap()
+        {
+            var now = Stopwatch.GetTimestamp();
+            var ms = Stopwatch.GetElapsedTime(t, now).TotalMilliseconds;
+            t = now;
+            return watch is null ? 0 : ms;
+        }
         while (done < all.Count && (watch is null || watch.Elapsed.TotalSeconds < budgetSeconds))
         {
+            Lap();
             var result = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new TimeoutException("naive consumer: no message for 30 s");
+            consumeMs += Lap();
             var evt = MediaEvent.Parse(result.Message.Value, result.Message.Key, options);
             var text = ((MediaSource.Text)evt.Source!).Value;
             var sha = MediaEvent.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(text));
             var embedding = await embedder.EmbedAsync(space.Definition, MediaInput.FromText(text));
+            embedMs += Lap();
 
             await using (var batch = dataSource.CreateBatch())
             {
@@ -68,7 +84,9 @@ internal static class NaiveConsumer
                 }
                 await batch.ExecuteNonQueryAsync(); // one implicit transaction: committed when it returns
             }
+            writeMs += Lap();
             consumer.Commit(result);
+            commitMs += Lap();
             done++;
             if (watch is not null) timed++;
             if (done == warmup) watch = Stopwatch.StartNew();
@@ -78,7 +96,7 @@ internal static class NaiveConsumer
         await host.StopAsync();
         var rows = await db.ScalarAsync<long>($"SELECT count(*) FROM \"{space.Version.TableName}\"");
         if (rows != done) throw new InvalidOperationException($"naive consumer: {rows} rows, {done} messages handled");
-        return (timed, seconds);
+        return new NaiveResult(timed, seconds, consumeMs / timed, embedMs / timed, writeMs / timed, commitMs / timed);
     }
 
     private static (string Media, string Embedding, string Atom) Sql(string table) => (

@@ -30,6 +30,8 @@ public sealed partial class IngestionWorker(
     private long _written;
     private long _deadLettered;
     private long _cacheHits;
+    private int _pauses;
+    private int _peakInFlight;
     private IConsumer<string?, byte[]>? _consumer;
     private IProducer<string?, byte[]>? _producer;
 
@@ -37,6 +39,12 @@ public sealed partial class IngestionWorker(
     public long Completed => Interlocked.Read(ref _written) + Interlocked.Read(ref _deadLettered);
 
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>How often the partitions were paused because too many messages were in flight.</summary>
+    public int Pauses => Volatile.Read(ref _pauses);
+
+    /// <summary>Most messages in flight at once (bounded by Kafka:MaxInFlight).</summary>
+    public int PeakInFlight => Volatile.Read(ref _peakInFlight);
 
     /// <summary>Items whose vector came from the cache (no decoding, no encoders).</summary>
     public long CacheHits => Interlocked.Read(ref _cacheHits);
@@ -50,11 +58,19 @@ public sealed partial class IngestionWorker(
         LogStarted(logger, options.Topic, options.GroupId, space.Definition.Name, space.Definition.ShortVersion);
 
         using var stopProcessing = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        using var stopConsuming = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var writer = Task.Run(() => WriteLoopAsync(stopProcessing.Token), CancellationToken.None);
-        var consume = Task.Factory.StartNew(() => ConsumeLoop(space, stopProcessing.Token, stoppingToken), CancellationToken.None,
+        var consume = Task.Factory.StartNew(() => ConsumeLoop(space, stopProcessing.Token, stopConsuming.Token), CancellationToken.None,
             TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {
+            // A writer that fails for a reason other than an outage (those it retries) stops the
+            // worker: better a restart by the orchestrator than a member that consumes and never commits.
+            if (await Task.WhenAny(consume, writer) == writer && writer.IsFaulted)
+            {
+                LogWriterFailed(logger, writer.Exception!.GetBaseException());
+                await stopConsuming.CancelAsync();
+            }
             await consume;
         }
         finally
@@ -70,11 +86,14 @@ public sealed partial class IngestionWorker(
             catch (OperationCanceledException)
             {
             }
-            _consumer.Close();
-            _consumer.Dispose();
-            _producer.Flush(TimeSpan.FromSeconds(10));
-            _producer.Dispose();
-            LogStopped(logger, Completed, drained);
+            finally
+            {
+                _consumer.Close();
+                _consumer.Dispose();
+                _producer.Flush(TimeSpan.FromSeconds(10));
+                _producer.Dispose();
+                LogStopped(logger, Completed, drained);
+            }
         }
     }
 
@@ -97,7 +116,8 @@ public sealed partial class IngestionWorker(
             if (result is { IsPartitionEOF: false, Message: not null })
             {
                 _pendingPerPartition.AddOrUpdate(result.TopicPartition, 1, (_, n) => n + 1);
-                Interlocked.Increment(ref _inFlight);
+                var now = Interlocked.Increment(ref _inFlight);
+                if (now > _peakInFlight) Volatile.Write(ref _peakInFlight, now);
                 _work.Writer.TryWrite(new Work(result, Task.Run(() => processor.ProcessAsync(space, result, processing), processing)));
             }
             var inFlight = Volatile.Read(ref _inFlight);
@@ -105,6 +125,7 @@ public sealed partial class IngestionWorker(
             {
                 consumer.Pause(consumer.Assignment);
                 paused = true;
+                Interlocked.Increment(ref _pauses);
                 LogPaused(logger, inFlight);
             }
             else if (paused && inFlight <= options.ResumeInFlight)
@@ -301,6 +322,9 @@ public sealed partial class IngestionWorker(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Consuming {Topic} as group {Group} into space {Space} {Version}")]
     private static partial void LogStarted(ILogger logger, string topic, string group, string space, string version);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "The writer failed; stopping the worker")]
+    private static partial void LogWriterFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Stopped after {Completed} messages (drained: {Drained})")]
     private static partial void LogStopped(ILogger logger, long completed, bool drained);

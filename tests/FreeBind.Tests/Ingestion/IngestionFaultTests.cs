@@ -13,6 +13,7 @@ namespace FreeBind.Tests.Ingestion;
 /// partition-leader faults, and a consumer group of three processes losing one. Every scenario
 /// ends with every event in the table exactly once.
 /// </summary>
+[Collection(ServiceOutageCollection.Name)]
 public sealed class IngestionFaultTests(ITestOutputHelper output)
 {
     private static IEnumerable<(string Key, object Value)> Texts(int from, int count, string prefix = "t") =>
@@ -151,7 +152,15 @@ public sealed class IngestionFaultTests(ITestOutputHelper output)
     public async Task Three_workers_share_the_partitions_and_take_over_from_a_stopped_one()
     {
         await using var h = await IngestionHarness.StartAsync();
-        var workers = new[] { h.StartWorkerProcess("w1"), h.StartWorkerProcess("w2"), h.StartWorkerProcess("w3") };
+        var names = new[] { "w1", "w2", "w3" };
+        var workers = names.Select(h.StartWorkerProcess).ToArray();
+        // Every member must own partitions before the stream starts.
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!names.All(n => Assigned(h, n).Count > 0) && DateTime.UtcNow < deadline) await Task.Delay(200);
+        Assert.True(names.All(n => Assigned(h, n).Count > 0), "not every worker got partitions:\n" + h.Logs());
+        var owned = Assigned(h, "w1");
+        output.WriteLine("w1 owns partitions " + string.Join(",", owned));
+
         var producing = Task.Run(async () =>
         {
             for (var batch = 0; batch < 12; batch++)
@@ -161,14 +170,23 @@ public sealed class IngestionFaultTests(ITestOutputHelper output)
             }
         });
         await h.WaitForRowsAsync(150, TimeSpan.FromMinutes(2));
+        var before = names.Skip(1).Sum(n => Assigned(h, n).Count);
         workers[0].Kill(entireProcessTree: true);
         await workers[0].WaitForExitAsync();
-        output.WriteLine($"stopped w1 after {await h.RowCountAsync()} rows");
+        output.WriteLine($"killed w1 after {await h.RowCountAsync()} rows");
         await producing;
         await h.WaitForRowsAsync(600, TimeSpan.FromMinutes(2));
         await AssertExactlyOnce(h, 600);
-        var logs = h.Logs();
-        foreach (var name in new[] { "w1", "w2", "w3" })
-            Assert.Contains($"[{name}] ", logs.Split('\n').Where(l => l.Contains("Partitions assigned", StringComparison.Ordinal)).Aggregate("", (a, l) => a + l));
+        // w1's partitions went to the other two.
+        var taken = names.Skip(1).SelectMany(n => Assigned(h, n)).ToHashSet();
+        Assert.True(owned.All(taken.Contains), $"w1's partitions {string.Join(",", owned)} were not taken over:\n{h.Logs()}");
+        Assert.True(names.Skip(1).Sum(n => Assigned(h, n).Count) > before);
     }
+
+    /// <summary>Partitions a worker process logged as assigned to it, in order (cooperative: increments).</summary>
+    private static List<int> Assigned(IngestionHarness h, string name) =>
+        h.Logs().Split('\n')
+            .Where(l => l.StartsWith($"[{name}] ", StringComparison.Ordinal) && l.Contains("Partitions assigned: ", StringComparison.Ordinal))
+            .SelectMany(l => l[(l.IndexOf("Partitions assigned: ", StringComparison.Ordinal) + 21)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(p => int.Parse(p, System.Globalization.CultureInfo.InvariantCulture)).ToList();
 }

@@ -84,9 +84,10 @@ public sealed class IngestionHarness : IAsyncDisposable
     };
 
     /// <summary>Starts a worker in this process; returns its host (dispose = graceful stop).</summary>
-    public async Task<IHost> StartWorkerAsync(string? group = null)
+    public async Task<IHost> StartWorkerAsync(string? group = null, IReadOnlyDictionary<string, string?>? overrides = null)
     {
         var settings = Settings(group);
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
         var host = CliHost.Build(builder =>
         {
             builder.Configuration.AddInMemoryCollection(settings);

@@ -145,6 +145,20 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
         }
     }
 
+    [Fact]
+    public async Task A_full_encoder_queue_pauses_the_partitions_and_memory_stays_bounded()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        var host = await h.StartWorkerAsync(overrides: new Dictionary<string, string?> { ["Kafka:MaxInFlight"] = "8", ["Kafka:ResumeInFlight"] = "2" });
+        var worker = (IngestionWorker)host.Services.GetService(typeof(IngestionWorker))!;
+        var events = Enumerable.Range(0, 200).Select(i => ($"bp-{i}", IngestionHarness.TextEvent($"bp-{i}", $"back-pressure {i}"))).ToList();
+        await h.ProduceAsync(events.Select(e => (e.Item1, (object)e.Item2)));
+        await h.WaitForRowsAsync(200, TimeSpan.FromMinutes(2));
+        output.WriteLine($"pauses {worker.Pauses}, peak in flight {worker.PeakInFlight}");
+        Assert.True(worker.Pauses > 0, "the partitions were never paused");
+        Assert.True(worker.PeakInFlight <= 8, $"{worker.PeakInFlight} messages were in flight with Kafka:MaxInFlight=8");
+    }
+
     private static string Json(object value) => JsonSerializer.Serialize(value);
 
     private static Task<string> Checksum(IngestionHarness h, string table) =>

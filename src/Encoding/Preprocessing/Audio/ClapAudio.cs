@@ -1,4 +1,7 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace FreeBind.Encoding.Preprocessing.Audio;
 
@@ -32,7 +35,26 @@ public static class ClapAudio
     /// <summary>laion_clap's <c>int16_to_float32(float32_to_int16(x))</c>: clip, ×32767, truncate, ÷32767.</summary>
     public static void Quantise(Span<float> x)
     {
-        for (var i = 0; i < x.Length; i++)
+        var i = 0;
+        if (Avx.IsSupported)
+        {
+            // The same IEEE steps lane by lane (clamp, float multiply, truncate, double divide,
+            // round to float), so the result is bit-identical to the scalar loop.
+            var lo = Vector256.Create(-1f);
+            var hi = Vector256.Create(1f);
+            var scale = Vector256.Create(32767f);
+            var divisor = Vector256.Create(32767.0);
+            ref var x0 = ref MemoryMarshal.GetReference(x);
+            for (; i <= x.Length - 8; i += 8)
+            {
+                var v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+                var q = Avx.ConvertToVector256Int32WithTruncation(Avx.Min(Avx.Max(v, lo), hi) * scale);
+                var a = Avx.ConvertToVector128Single(Avx.ConvertToVector256Double(q.GetLower()) / divisor);
+                var b = Avx.ConvertToVector128Single(Avx.ConvertToVector256Double(q.GetUpper()) / divisor);
+                Vector256.Create(a, b).StoreUnsafe(ref x0, (nuint)i);
+            }
+        }
+        for (; i < x.Length; i++)
         {
             var q = (short)(Math.Clamp(x[i], -1f, 1f) * 32767f);
             x[i] = (float)(q / 32767.0);

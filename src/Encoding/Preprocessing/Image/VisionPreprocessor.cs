@@ -69,7 +69,18 @@ public sealed class VisionPreprocessor : IPreprocessor
         var crop = new byte[Size * Size * 3];
         PilBicubic.ResizeRegion(image, w, h, left, top, Size, Size, crop);
 
-        var lut = recipe.Lut;
+        var lut = new float[3 * 256];
+        for (var c = 0; c < 3; c++)
+        {
+            for (var v = 0; v < 256; v++)
+            {
+                // Same float32 operation order as torch (x/255 − mean)/std and numpy (x·(1/255) in
+                // float64 → float32, − mean, / std), so equal bytes give bit-equal floats.
+                var x = recipe.ScaleInDouble ? (float)(v * (1.0 / 255)) : v / 255f;
+                lut[c * 256 + v] = (x - recipe.Mean[c]) / recipe.Std[c];
+            }
+        }
+
         var plane = Size * Size;
         var output = new float[3 * plane];
         for (int o = 0, p = 0; o < plane; o++, p += 3)
@@ -101,26 +112,4 @@ public sealed class VisionPreprocessor : IPreprocessor
 /// <param name="Std">Per-channel standard deviation (RGB).</param>
 /// <param name="CropRoundsHalfToEven">torchvision CenterCrop rounding (true) or HF floor division (false).</param>
 /// <param name="ScaleInDouble">HF rescale (float64 multiply, then float32) instead of torch's float32 divide.</param>
-public sealed record VisionRecipe(string Profile, float[] Mean, float[] Std, bool CropRoundsHalfToEven, bool ScaleInDouble)
-{
-    private float[]? _lut;
-
-    /// <summary>Byte value → normalised float per channel (3 × 256), built once.</summary>
-    internal float[] Lut => _lut ??= BuildLut();
-
-    private float[] BuildLut()
-    {
-        var lut = new float[3 * 256];
-        for (var c = 0; c < 3; c++)
-        {
-            for (var v = 0; v < 256; v++)
-            {
-                // Same float32 operation order as torch (x/255 − mean)/std and numpy (x·(1/255) in
-                // float64 → float32, − mean, / std), so equal bytes give bit-equal floats.
-                var x = ScaleInDouble ? (float)(v * (1.0 / 255)) : v / 255f;
-                lut[c * 256 + v] = (x - Mean[c]) / Std[c];
-            }
-        }
-        return lut;
-    }
-}
+public sealed record VisionRecipe(string Profile, float[] Mean, float[] Std, bool CropRoundsHalfToEven, bool ScaleInDouble);
