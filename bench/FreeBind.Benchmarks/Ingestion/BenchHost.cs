@@ -25,6 +25,7 @@ internal static class BenchHost
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter(WriteStats.Category, LogLevel.Debug);
+        builder.Logging.AddFilter(WriteStats.WorkerCategory, LogLevel.Information);
         builder.Logging.AddProvider(new CaptureProvider(writes));
         builder.AddEncoding();
         builder.AddPersistence();
@@ -56,16 +57,25 @@ internal static class BenchHost
                 writes.Add(items, ms);
                 return;
             }
+            if (category == WriteStats.WorkerCategory && eventId.Name == "LogPaused")
+            {
+                writes.Paused();
+                return;
+            }
             if (logLevel >= LogLevel.Warning)
                 Console.Error.WriteLine($"    [{logLevel} {category}] {formatter(state, exception)}{(exception is null ? "" : " " + exception.Message)}");
         }
     }
 }
 
-/// <summary>Write batches the <c>EmbeddingStore</c> reported (event 4020): how many, how large, how long.</summary>
+/// <summary>
+/// Write batches the <c>EmbeddingStore</c> reported (event 4020): how many, how large, how long; and
+/// how often the worker paused its partitions (Kafka:MaxInFlight reached).
+/// </summary>
 internal sealed class WriteStats
 {
     public const string Category = "FreeBind.Persistence.Embeddings.EmbeddingStore";
+    public const string WorkerCategory = "FreeBind.Consumers.Ingestion.IngestionWorker";
     public const int BatchWrittenEvent = 4020;
 
     private readonly Lock _gate = new();
@@ -73,6 +83,9 @@ internal sealed class WriteStats
     private long _items;
     private double _ms;
     private int _largest;
+    private int _pauses;
+
+    public void Paused() => Interlocked.Increment(ref _pauses);
 
     public void Add(int items, double ms)
     {
@@ -85,10 +98,10 @@ internal sealed class WriteStats
         }
     }
 
-    /// <summary>Batches, items, total milliseconds inside the store and largest batch since the last reset.</summary>
-    public (int Batches, long Items, double Milliseconds, int Largest) Snapshot()
+    /// <summary>Batches, items, total milliseconds inside the store, largest batch and pauses since the last reset.</summary>
+    public (int Batches, long Items, double Milliseconds, int Largest, int Pauses) Snapshot()
     {
-        lock (_gate) return (_batches, _items, _ms, _largest);
+        lock (_gate) return (_batches, _items, _ms, _largest, Volatile.Read(ref _pauses));
     }
 
     public void Reset()
@@ -99,6 +112,7 @@ internal sealed class WriteStats
             _items = 0;
             _ms = 0;
             _largest = 0;
+            Interlocked.Exchange(ref _pauses, 0);
         }
     }
 }

@@ -11,7 +11,7 @@ namespace FreeBind.Benchmarks.Ingestion;
 
 /// <summary>One timed phase of the worker: events made durable per second, and where the time went.</summary>
 internal sealed record PhaseResult(int Events, double Seconds, double ProduceSeconds, long CacheHits,
-    (int Batches, long Items, double Milliseconds, int Largest) Writes, (long Batches, long Items) Encoder, double ProcessCpuSeconds)
+    (int Batches, long Items, double Milliseconds, int Largest, int Pauses) Writes, (long Batches, long Items) Encoder, double ProcessCpuSeconds)
 {
     public double EventsPerSecond => Events / Seconds;
 

@@ -90,27 +90,107 @@ public sealed class SincResampler
             input.Slice((int)first, output.Length).CopyTo(output);
             return;
         }
-        var length = input.Length;
-        for (var o = 0; o < output.Length; o++)
+        // Interior outputs (every tap inside the signal) go through the blocked polyphase path;
+        // the few outputs near the edges, where torch pads with zeros, through the direct one.
+        var (jLo, jHi) = InteriorRange(input.Length, first, output.Length);
+        if (jHi - jLo >= Block)
         {
-            var n = first + o;
+            Direct(input, output, first, first, jLo * _new);
+            Polyphase(input, output, first, jLo, jHi);
+            Direct(input, output, first, jHi * _new, first + output.Length);
+        }
+        else
+        {
+            Direct(input, output, first, first, first + output.Length);
+        }
+    }
+
+    private const int Block = 1024;
+
+    // Output frames j (n = j·new + i) whose outputs lie in the window for every phase and whose taps all lie inside the input.
+    private (long Lo, long Hi) InteriorRange(int length, long first, int count)
+    {
+        long lo = (first + _new - 1) / _new, hi = (first + count) / _new;
+        for (var i = 0; i < _new; i++)
+        {
+            long baseIndex = -_width + _offsets[i];
+            lo = Math.Max(lo, CeilDiv(-baseIndex, _orig));
+            hi = Math.Min(hi, FloorDiv(length - baseIndex - _kernels[i].Length, _orig) + 1);
+        }
+        return (lo, Math.Max(lo, hi));
+    }
+
+    private void Direct(ReadOnlySpan<float> input, Span<float> output, long first, long from, long to)
+    {
+        var length = input.Length;
+        for (var n = Math.Max(from, first); n < to; n++)
+        {
             var j = n / _new;
             var i = (int)(n % _new);
             var kernel = _kernels[i];
             // Input index of the kernel's first kept tap; torch pads with zeros outside [0, length).
             var start = j * _orig - _width + _offsets[i];
-            if (start >= 0 && start + kernel.Length <= length)
-            {
-                output[o] = TensorPrimitives.Dot(input.Slice((int)start, kernel.Length), kernel);
-            }
-            else
-            {
-                var lo = (int)Math.Max(0, -start);
-                var hi = (int)Math.Min(kernel.Length, length - start);
-                output[o] = hi > lo ? TensorPrimitives.Dot(input.Slice((int)(start + lo), hi - lo), kernel.AsSpan(lo, hi - lo)) : 0f;
-            }
+            var lo = (int)Math.Max(0, -start);
+            var hi = (int)Math.Min(kernel.Length, length - start);
+            output[(int)(n - first)] = hi > lo ? TensorPrimitives.Dot(input.Slice((int)(start + lo), hi - lo), kernel.AsSpan(lo, hi - lo)) : 0f;
         }
     }
+
+    /// <summary>
+    /// Frames [jLo, jHi) in blocks: the input is split into <c>orig</c> strided streams so that each
+    /// tap of each phase is one vectorised multiply-add over a contiguous block (kept in L1).
+    /// </summary>
+    private void Polyphase(ReadOnlySpan<float> input, Span<float> output, long first, long jLo, long jHi)
+    {
+        // Tap (i, k) reads input[j·orig + b], b = −width + offset_i + k = q·orig + r: stream r at frame j + q.
+        int minQ = int.MaxValue, maxQ = int.MinValue;
+        for (var i = 0; i < _new; i++)
+        {
+            minQ = Math.Min(minQ, (int)FloorDiv(-_width + _offsets[i], _orig));
+            maxQ = Math.Max(maxQ, (int)FloorDiv(-_width + _offsets[i] + _kernels[i].Length - 1, _orig));
+        }
+        var span = Block + maxQ - minQ + 1;
+        var streams = System.Buffers.ArrayPool<float>.Shared.Rent(_orig * span);
+        var y = System.Buffers.ArrayPool<float>.Shared.Rent(Block);
+        try
+        {
+            for (var j0 = jLo; j0 < jHi; j0 += Block)
+            {
+                var count = (int)Math.Min(Block, jHi - j0);
+                var frames = count + maxQ - minQ;
+                for (var r = 0; r < _orig; r++)
+                {
+                    var stream = streams.AsSpan(r * span, frames);
+                    var at = (j0 + minQ) * _orig + r;
+                    for (var m = 0; m < frames; m++, at += _orig) stream[m] = input[(int)at];
+                }
+                for (var i = 0; i < _new; i++)
+                {
+                    var kernel = _kernels[i];
+                    var acc = y.AsSpan(0, count);
+                    acc.Clear();
+                    for (var k = 0; k < kernel.Length; k++)
+                    {
+                        var b = -_width + _offsets[i] + k;
+                        var q = (int)FloorDiv(b, _orig);
+                        var r = b - q * _orig;
+                        TensorPrimitives.MultiplyAdd(streams.AsSpan(r * span + q - minQ, count), kernel[k], acc, acc);
+                    }
+                    var o = (j0 * _new + i) - first;
+                    for (var t = 0; t < count; t++, o += _new) output[(int)o] = acc[t];
+                }
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(streams);
+            System.Buffers.ArrayPool<float>.Shared.Return(y);
+        }
+    }
+
+    private static long FloorDiv(long a, long b) => a >= 0 ? a / b : -((-a + b - 1) / b);
+
+    private static long CeilDiv(long a, long b) => -FloorDiv(-a, b);
 
     private static int Gcd(int a, int b)
     {
