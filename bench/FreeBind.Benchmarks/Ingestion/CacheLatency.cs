@@ -13,11 +13,13 @@ namespace FreeBind.Benchmarks.Ingestion;
 /// </summary>
 internal static class CacheLatency
 {
-    public static async Task<(double[] MissMs, double[] HitMs)> RunAsync(BenchContext ctx, int items, int warmup)
+    public static async Task<(double[] MissMs, double[] HitMs)> RunAsync(BenchContext ctx, int items, int warmup, IReadOnlyDictionary<string, string?> overrides)
     {
         await using var db = await BenchDatabase.CreateAsync(ctx.Postgres, migrate: false);
         var topics = ctx.NewTopics();
-        using var host = BenchHost.Build(ctx.Settings(db.ConnectionString, topics), runWorker: false, new WriteStats());
+        var settings = ctx.Settings(db.ConnectionString, topics);
+        foreach (var (k, v) in overrides) settings[k] = v;
+        using var host = BenchHost.Build(settings, runWorker: false, new WriteStats());
         await host.StartAsync();
         var space = await host.Services.GetRequiredService<SpaceBootstrap>().GetAsync(CancellationToken.None);
         var processor = host.Services.GetRequiredService<ItemProcessor>();
