@@ -25,7 +25,6 @@ internal static class BenchHost
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter(WriteStats.Category, LogLevel.Debug);
-        builder.Logging.AddFilter(WriteStats.WorkerCategory, LogLevel.Information);
         builder.Logging.AddProvider(new CaptureProvider(writes));
         builder.AddEncoding();
         builder.AddPersistence();
@@ -57,25 +56,16 @@ internal static class BenchHost
                 writes.Add(items, ms);
                 return;
             }
-            if (category == WriteStats.WorkerCategory && eventId.Name == "LogPaused")
-            {
-                writes.Paused();
-                return;
-            }
             if (logLevel >= LogLevel.Warning)
                 Console.Error.WriteLine($"    [{logLevel} {category}] {formatter(state, exception)}{(exception is null ? "" : " " + exception.Message)}");
         }
     }
 }
 
-/// <summary>
-/// Write batches the <c>EmbeddingStore</c> reported (event 4020): how many, how large, how long; and
-/// how often the worker paused its partitions (Kafka:MaxInFlight reached).
-/// </summary>
+/// <summary>Write batches the <c>EmbeddingStore</c> reported (event 4020): how many, how large, how long.</summary>
 internal sealed class WriteStats
 {
     public const string Category = "FreeBind.Persistence.Embeddings.EmbeddingStore";
-    public const string WorkerCategory = "FreeBind.Consumers.Ingestion.IngestionWorker";
     public const int BatchWrittenEvent = 4020;
 
     private readonly Lock _gate = new();
@@ -83,10 +73,6 @@ internal sealed class WriteStats
     private long _items;
     private double _ms;
     private int _largest;
-    private int _pauses;
-
-    public void Paused() => Interlocked.Increment(ref _pauses);
-
     public void Add(int items, double ms)
     {
         lock (_gate)
@@ -98,10 +84,10 @@ internal sealed class WriteStats
         }
     }
 
-    /// <summary>Batches, items, total milliseconds inside the store, largest batch and pauses since the last reset.</summary>
-    public (int Batches, long Items, double Milliseconds, int Largest, int Pauses) Snapshot()
+    /// <summary>Batches, items, total milliseconds inside the store and largest batch since the last reset.</summary>
+    public (int Batches, long Items, double Milliseconds, int Largest) Snapshot()
     {
-        lock (_gate) return (_batches, _items, _ms, _largest, Volatile.Read(ref _pauses));
+        lock (_gate) return (_batches, _items, _ms, _largest);
     }
 
     public void Reset()
@@ -112,7 +98,6 @@ internal sealed class WriteStats
             _items = 0;
             _ms = 0;
             _largest = 0;
-            Interlocked.Exchange(ref _pauses, 0);
         }
     }
 }

@@ -11,7 +11,8 @@ namespace FreeBind.Benchmarks.Ingestion;
 
 /// <summary>One timed phase of the worker: events made durable per second, and where the time went.</summary>
 internal sealed record PhaseResult(int Events, double Seconds, double ProduceSeconds, long CacheHits,
-    (int Batches, long Items, double Milliseconds, int Largest, int Pauses) Writes, (long Batches, long Items) Encoder, double ProcessCpuSeconds)
+    (int Batches, long Items, double Milliseconds, int Largest) Writes, (long Batches, long Items) Encoder, double ProcessCpuSeconds,
+    int Pauses, int PeakInFlight)
 {
     public double EventsPerSecond => Events / Seconds;
 
@@ -94,6 +95,7 @@ internal static class EndToEndCase
         writes.Reset();
         var encoderBefore = encoder();
         var hitsBefore = worker.CacheHits;
+        var pausesBefore = worker.Pauses;
         using var self = Process.GetCurrentProcess();
         var cpuBefore = self.TotalProcessorTime;
         var watch = Stopwatch.StartNew();
@@ -105,7 +107,7 @@ internal static class EndToEndCase
         var cpu = (self.TotalProcessorTime - cpuBefore).TotalSeconds;
         var encoderAfter = encoder();
         return new PhaseResult(messages.Count, seconds, produced, worker.CacheHits - hitsBefore, writes.Snapshot(),
-            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu);
+            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu, worker.Pauses - pausesBefore, worker.PeakInFlight);
     }
 
     private static async Task WaitAsync(IngestionWorker worker, long completed, TimeSpan timeout)
