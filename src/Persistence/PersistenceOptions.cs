@@ -18,11 +18,11 @@ public sealed class PersistenceOptions
     public bool MigrateOnStart { get; set; } = true;
 
     /// <summary>
-    /// How batches are written. COPY-merge is the default: 1.5–1.8× the rows/s of unnest with
-    /// 500-item batches in our measurements (docs/benchmarks.md); at 64 items they are close, and
-    /// with an HNSW index the index build dominates both.
+    /// How batches are written. Unnest is the default: into tables with their HNSW index (the
+    /// worker's case) it wrote 1.36–1.46× the rows/s of COPY-merge, which pays for three temporary
+    /// tables per batch (docs/benchmarks.md, ingestion); without an index COPY-merge is faster.
     /// </summary>
-    public WriteStrategy WriteStrategy { get; set; } = WriteStrategy.CopyMerge;
+    public WriteStrategy WriteStrategy { get; set; } = WriteStrategy.Unnest;
 }
 
 /// <summary>Validates <see cref="PersistenceOptions"/> at start (source-generated).</summary>

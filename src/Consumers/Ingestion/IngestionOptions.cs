@@ -25,13 +25,16 @@ public sealed class IngestionOptions
     [Range(1000, 86_400_000)] public int MaxPollIntervalMs { get; set; } = 300_000;
 
     /// <summary>Messages consumed but not yet durable; at this count partitions are paused (back-pressure).</summary>
-    [Range(1, 1_000_000)] public int MaxInFlight { get; set; } = 512;
+    [Range(1, 1_000_000)] public int MaxInFlight { get; set; } = 2048;
 
     /// <summary>Paused partitions resume when in-flight messages drop to this count.</summary>
-    [Range(0, 1_000_000)] public int ResumeInFlight { get; set; } = 256;
+    [Range(0, 1_000_000)] public int ResumeInFlight { get; set; } = 1024;
 
     /// <summary>Most items written to Postgres in one transaction.</summary>
-    [Range(1, 100_000)] public int WriteBatch { get; set; } = 256;
+    [Range(1, 100_000)] public int WriteBatch { get; set; } = 1024;
+
+    /// <summary>Concurrent write transactions per batch; each key always goes to the same one.</summary>
+    [Range(1, 64)] public int WriteLanes { get; set; } = 2;
 
     /// <summary>How long a write batch waits for more finished items, in milliseconds.</summary>
     [Range(0, 60_000)] public int WriteLingerMs { get; set; } = 20;

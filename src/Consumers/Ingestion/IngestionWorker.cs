@@ -106,7 +106,8 @@ public sealed partial class IngestionWorker(
             ConsumeResult<string?, byte[]>? result;
             try
             {
-                result = consumer.Consume(TimeSpan.FromMilliseconds(100));
+                // While paused nothing arrives; poll briefly so the partitions resume as soon as the writer catches up.
+                result = consumer.Consume(TimeSpan.FromMilliseconds(paused ? 5 : 100));
             }
             catch (ConsumeException e) when (!e.Error.IsFatal)
             {
@@ -141,8 +142,12 @@ public sealed partial class IngestionWorker(
     {
         var reader = _work.Reader;
         var batch = new List<(Work Work, Outcome Outcome)>(options.WriteBatch);
+        // Batch k's output events and offsets complete while batch k+1 is collected and written;
+        // offsets are still stored in consume order (each finish waits for the one before it).
+        var finishing = Task.CompletedTask;
         while (await reader.WaitToReadAsync(cancellationToken))
         {
+            if (finishing.IsFaulted) await finishing;
             while (batch.Count < options.WriteBatch)
             {
                 if (reader.TryRead(out var next))
@@ -163,13 +168,17 @@ public sealed partial class IngestionWorker(
                 }
             }
             if (batch.Count == 0) continue;
-            await CommitAsync(batch, cancellationToken);
-            batch.Clear();
+            finishing = await CommitAsync(batch, finishing, cancellationToken);
+            batch = new List<(Work Work, Outcome Outcome)>(options.WriteBatch);
         }
+        await finishing;
     }
 
-    /// <summary>Makes a batch durable, then stores its offsets. Retries infrastructure failures until they pass.</summary>
-    private async Task CommitAsync(List<(Work Work, Outcome Outcome)> batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Makes a batch durable (retrying infrastructure failures until they pass) and returns the task
+    /// that publishes its results and dead letters and then, after <paramref name="previous"/>, stores its offsets.
+    /// </summary>
+    private async Task<Task> CommitAsync(List<(Work Work, Outcome Outcome)> batch, Task previous, CancellationToken cancellationToken)
     {
         // Messages of partitions taken away from us are left to their new owner.
         var live = batch.Where(b => !_revoked.ContainsKey(b.Work.Message.TopicPartition)).Select(b => b.Outcome).ToList();
@@ -182,13 +191,21 @@ public sealed partial class IngestionWorker(
             if (outcome is Outcome.Upserted u) finalPerKey[u.Event.Id] = u;
             else if (outcome is Outcome.Deleted d) finalPerKey[d.Event.Id] = d;
         }
-        var upserts = finalPerKey.Values.OfType<Outcome.Upserted>().Select(u => u.Item).ToList();
-        var deletes = finalPerKey.Values.OfType<Outcome.Deleted>().Select(d => d.Event.Id).ToList();
-        await RetryAsync(async () =>
+        // Keys are split over independent write transactions ("lanes", Kafka:WriteLanes): Postgres
+        // spends most of a write in HNSW inserts, one backend per transaction, and the lanes use the
+        // other cores. A key always falls in the same lane and the batch completes as a whole, so
+        // per-key order holds.
+        var lanes = finalPerKey.Values.GroupBy(o => Lane(o is Outcome.Upserted u ? u.Event.Id : ((Outcome.Deleted)o).Event.Id));
+        await Task.WhenAll(lanes.Select(lane =>
         {
-            if (deletes.Count > 0) await store.DeleteAsync(deletes, cancellationToken);
-            if (upserts.Count > 0) await store.WriteBatchAsync(space.Version, upserts, cancellationToken);
-        }, cancellationToken);
+            var upserts = lane.OfType<Outcome.Upserted>().Select(u => u.Item).ToList();
+            var deletes = lane.OfType<Outcome.Deleted>().Select(d => d.Event.Id).ToList();
+            return RetryAsync(async () =>
+            {
+                if (deletes.Count > 0) await store.DeleteAsync(deletes, cancellationToken);
+                if (upserts.Count > 0) await store.WriteBatchAsync(space.Version, upserts, cancellationToken);
+            }, cancellationToken);
+        }));
 
         var deliveries = new List<Task>();
         foreach (var outcome in live)
@@ -196,8 +213,23 @@ public sealed partial class IngestionWorker(
             if (outcome is Outcome.Poisoned p) deliveries.Add(DeadLetterAsync(p, cancellationToken));
             else if (outcome is Outcome.Upserted u && finalPerKey[u.Event.Id] == u) deliveries.Add(PublishAsync(space, u, cancellationToken));
         }
-        await Task.WhenAll(deliveries);
+        return FinishAsync(batch, deliveries, previous);
+    }
 
+    private int Lane(string key) => (int)((uint)StableHash(key) % (uint)options.WriteLanes);
+
+    // FNV-1a: string.GetHashCode is randomised per process, and lanes must not depend on it.
+    private static int StableHash(string key)
+    {
+        var hash = 2166136261u;
+        foreach (var c in key) hash = (hash ^ c) * 16777619u;
+        return (int)hash;
+    }
+
+    private async Task FinishAsync(List<(Work Work, Outcome Outcome)> batch, List<Task> deliveries, Task previous)
+    {
+        await Task.WhenAll(deliveries);
+        await previous;
         foreach (var (work, outcome) in batch)
         {
             var tp = work.Message.TopicPartition;
