@@ -81,6 +81,8 @@ public sealed class IngestionHarness : IAsyncDisposable
         ["Kafka:MaxInlineBytes"] = "262144",
         ["Kafka:MaxInFlight"] = "64",
         ["Kafka:ResumeInFlight"] = "16",
+        // The stand-in models' similarities carry no meaning: keep the top-k labels whatever their score.
+        ["Kafka:TagThreshold"] = "-1",
     };
 
     /// <summary>Starts a worker in this process; returns its host (dispose = graceful stop).</summary>
