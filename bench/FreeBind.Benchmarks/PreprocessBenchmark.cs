@@ -155,20 +155,11 @@ internal static class PreprocessBenchmark
 
     private static PythonReport RunPython(string python, string script, string media, string vocab, double seconds, int textRepeat)
     {
-        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { script, "--media", media, "--vocab", vocab, "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
-                     "--text-repeat", textRepeat.ToString(CultureInfo.InvariantCulture) })
-            start.ArgumentList.Add(a);
         // One core: torch's intra-op pool is set to 1 by the script; keep BLAS/OpenMP pools at 1 too.
-        foreach (var v in new[] { "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS" })
-            start.Environment[v] = "1";
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {python}");
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"{python} {script} failed ({process.ExitCode}): {stderr.Result}");
-        using var json = JsonDocument.Parse(stdout);
+        using var json = PythonScript.RunJson(python,
+            [script, "--media", media, "--vocab", vocab, "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
+             "--text-repeat", textRepeat.ToString(CultureInfo.InvariantCulture)],
+            new Dictionary<string, string?> { ["OMP_NUM_THREADS"] = "1", ["OPENBLAS_NUM_THREADS"] = "1", ["MKL_NUM_THREADS"] = "1" });
         var root = json.RootElement;
         var threads = root.GetProperty("torch_threads").GetInt32();
         if (threads != 1) throw new InvalidOperationException($"the reference ran with {threads} torch threads, not 1");

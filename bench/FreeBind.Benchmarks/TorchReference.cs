@@ -22,27 +22,18 @@ internal static class TorchReference
             var inputs = Path.Combine(dir.FullName, "atoms.f32");
             var outputs = Path.Combine(dir.FullName, "mixture.f32");
             workload.WriteAtoms(inputs);
-            var start = new ProcessStartInfo(python)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var a in new[] { script, "--models", modelsDir, "--batches", string.Join(',', batches), "--seconds",
-                         seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "1", "--inputs", inputs, "--outputs", outputs })
-                start.ArgumentList.Add(a);
-            start.Environment.Remove("OPENBLAS_CORETYPE");
-            start.Environment.Remove("OPENBLAS_L2_SIZE");
             // GEMMs (≈ all of the work) run on OpenBLAS's own pool, one thread per core; torch's
-            // intra-op pool stays at 1 so the two pools do not oversubscribe the cores.
-            start.Environment["OPENBLAS_NUM_THREADS"] = Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {python}");
-            var stderr = process.StandardError.ReadToEndAsync();
-            var stdout = process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            if (process.ExitCode != 0)
-                throw new InvalidOperationException($"{python} {script} failed ({process.ExitCode}): {stderr.Result}");
-            using var json = JsonDocument.Parse(stdout);
+            // intra-op pool stays at 1 so the two pools do not oversubscribe the cores. OpenBLAS picks its
+            // own kernel (the core-type overrides of this environment are removed).
+            using var json = PythonScript.RunJson(python,
+                [script, "--models", modelsDir, "--batches", string.Join(',', batches), "--seconds",
+                 seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "1", "--inputs", inputs, "--outputs", outputs],
+                new Dictionary<string, string?>
+                {
+                    ["OPENBLAS_CORETYPE"] = null,
+                    ["OPENBLAS_L2_SIZE"] = null,
+                    ["OPENBLAS_NUM_THREADS"] = Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                });
             var root = json.RootElement;
             var blas = root.GetProperty("openblas");
             var timings = root.GetProperty("results").EnumerateArray()
