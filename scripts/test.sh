@@ -40,8 +40,9 @@ dotnet test FreeBind.Pipeline.sln -c Release --no-build --nologo --logger "conso
 status=${PIPESTATUS[0]}
 set -e
 # One plain summary line for CI: "N passed, N failed".
-passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+# (awk, not grep: a run with no failure prints no "Failed:" line, and grep would fail the script.)
+passed=$(awk '/^ +Passed: +[0-9]+$/ {s+=$2} END {print s+0}' "$log")
+failed=$(awk '/^ +Failed: +[0-9]+$/ {s+=$2} END {print s+0}' "$log")
 rm -f "$log"
 echo "$passed passed, $failed failed"
 exit "$status"
