@@ -25,8 +25,10 @@ internal static class CliHost
         builder.AddEncoding();
         configure?.Invoke(builder);
         var host = builder.Build();
-        // Resolve options now so a bad setting fails before any work (ValidateOnStart runs on host start).
-        host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<FreeBind.Encoding.Execution.OnnxOptions>>();
+        // Validate the encoding settings now, so a bad setting fails before any work in commands
+        // that never start the host (ValidateOnStart covers the ones that do).
+        _ = host.Services.GetRequiredService<FreeBind.Encoding.Execution.OnnxOptions>();
+        _ = host.Services.GetRequiredService<FreeBind.Encoding.Spaces.SpacesOptions>();
         return host;
     }
 }

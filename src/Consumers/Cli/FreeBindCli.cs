@@ -41,7 +41,8 @@ internal static class FreeBindCli
         }
         catch (Exception e) when (e is SpaceValidationException or FormatException or ArgumentException or InvalidDataException
                                       or FileNotFoundException or DirectoryNotFoundException or FreeBind.Encoding.ModelOutputException
-                                      or FreeBind.Encoding.Preprocessing.MediaException)
+                                      or FreeBind.Encoding.Preprocessing.MediaException
+                                      or Microsoft.Extensions.Options.OptionsValidationException)
         {
             await Console.Error.WriteLineAsync("error: " + e.Message);
             return 1;
