@@ -29,7 +29,7 @@ else
 fi
 
 # Stop on exit only what this run started (services already running stay up).
-if scripts/services.sh status | grep -q stopped; then trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT; fi
+case "$(scripts/services.sh status)" in *stopped*) trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT ;; esac
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 

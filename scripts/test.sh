@@ -28,7 +28,7 @@ $PY tools/reference/expected_standin.py --models "$FREEBIND_TESTDATA/models" --o
 if [ -x scripts/services.sh ]; then
   step "services"
   # Stop on exit only what this run started (a developer's running services stay up).
-  if scripts/services.sh status | grep -q stopped; then trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT; fi
+  case "$(scripts/services.sh status)" in *stopped*) trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT ;; esac
   scripts/services.sh start
   eval "$(scripts/services.sh env)"
 fi
