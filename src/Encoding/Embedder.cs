@@ -33,10 +33,13 @@ public sealed class Embedder(ExpertEncoders encoders, FusionEngine fusion, Prepr
         var items = new Dictionary<string, Task<PreprocessedItem>>(StringComparer.Ordinal);
         foreach (var expert in plan.Experts)
         {
-            var preprocessor = Preprocessor(space, space.EncoderOf(expert, input.Modality));
-            var key = PreprocessorKey(space, space.EncoderOf(expert, input.Modality));
+            var spec = space.EncoderOf(expert, input.Modality);
+            var key = PreprocessorKey(space, spec);
             if (!byProfile.TryGetValue(key, out var task))
+            {
+                var preprocessor = Preprocessor(space, spec, key);
                 byProfile[key] = task = Task.Run(() => preprocessor.Process(input), cancellationToken);
+            }
             items[expert] = task;
         }
         var preprocessed = new Dictionary<string, PreprocessedItem>(StringComparer.Ordinal);
@@ -58,9 +61,10 @@ public sealed class Embedder(ExpertEncoders encoders, FusionEngine fusion, Prepr
     }
 
     /// <summary>The preprocessor an expert's encoder needs (cached per profile and tokenizer files).</summary>
-    public IPreprocessor Preprocessor(SpaceDefinition space, ExpertModalitySpec spec) =>
-        _preprocessors.GetOrAdd(PreprocessorKey(space, spec),
-            _ => PreprocessorRegistry.Create(spec.Profile, spec.Tokenizer.Select(space.ResolvePath).ToList(), preprocessing));
+    public IPreprocessor Preprocessor(SpaceDefinition space, ExpertModalitySpec spec) => Preprocessor(space, spec, PreprocessorKey(space, spec));
+
+    private IPreprocessor Preprocessor(SpaceDefinition space, ExpertModalitySpec spec, string key) =>
+        _preprocessors.GetOrAdd(key, _ => PreprocessorRegistry.Create(spec.Profile, spec.Tokenizer.Select(space.ResolvePath).ToList(), preprocessing));
 
     private static string PreprocessorKey(SpaceDefinition space, ExpertModalitySpec spec) =>
         spec.Profile + "|" + string.Join("|", spec.Tokenizer.Select(space.ResolvePath));

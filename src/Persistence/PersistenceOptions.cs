@@ -18,9 +18,9 @@ public sealed class PersistenceOptions
     public bool MigrateOnStart { get; set; } = true;
 
     /// <summary>
-    /// How batches are written. Unnest is the default: into tables with their HNSW index (the
-    /// worker's case) it wrote 1.36–1.46× the rows/s of COPY-merge, which pays for three temporary
-    /// tables per batch (docs/benchmarks.md, ingestion); without an index COPY-merge is faster.
+    /// How batches are written. With the HNSW index present (the worker's case) the two swap places
+    /// from run to run, within the noise (docs/benchmarks.md, ingestion, rows c and c′); Unnest is the
+    /// default as the simpler statement (COPY-merge creates three temporary tables per batch).
     /// </summary>
     public WriteStrategy WriteStrategy { get; set; } = WriteStrategy.Unnest;
 }

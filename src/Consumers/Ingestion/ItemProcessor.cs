@@ -88,7 +88,7 @@ public sealed partial class ItemProcessor(
             var embedding = await embedder.EmbedAsync(definition, ToInput(evt, bytes), cancellationToken);
             vector = embedding.Vector;
             foreach (var (expert, atom) in embedding.Atoms)
-                atoms.Add(new Atom(expert, SpaceLoader.FileDigest(definition.ResolvePath(definition.EncoderOf(expert, evt.Modality).Model)), atom));
+                atoms.Add(new Atom(expert, definition.ModelDigest(expert, evt.Modality), atom));
             await cache.SetAsync(key, vector);
         }
         var tags = await tagger.TagAsync(definition, space.Version, evt.Tenant, evt.Modality, vector, cancellationToken);

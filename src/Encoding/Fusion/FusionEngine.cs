@@ -18,6 +18,9 @@ public sealed partial class FusionEngine(SessionFactory sessions, ILogger<Fusion
     private readonly ConcurrentDictionary<string, Lazy<OnnxModel>> _mixtures = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<ProjectorWeights>> _projectors = new(StringComparer.Ordinal);
 
+    // Per bond step (by reference), the mixture it runs: the per-item path skips resolving file paths.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<BondStep, OnnxModel> _byStep = new();
+
     /// <summary>Compiles every mixture the space needs (start-up, so the first item is not slow).</summary>
     public void Prepare(SpaceDefinition space)
     {
@@ -65,7 +68,10 @@ public sealed partial class FusionEngine(SessionFactory sessions, ILogger<Fusion
         return atom;
     }
 
-    private OnnxModel Mixture(SpaceDefinition space, BondStep step)
+    private OnnxModel Mixture(SpaceDefinition space, BondStep step) =>
+        _byStep.GetValue(step, s => CompileMixture(space, s));
+
+    private OnnxModel CompileMixture(SpaceDefinition space, BondStep step)
     {
         var files = step.Mixture.Select(m => space.Manifest.ProjectorSets[m.ProjectorSet].Files.Select(space.ResolvePath).ToList()).ToList();
         var key = string.Join("|", files.Select(f => string.Join(",", f)));

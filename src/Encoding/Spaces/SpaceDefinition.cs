@@ -61,4 +61,10 @@ public sealed class SpaceDefinition
     public string ResolvePath(string relative) => Path.GetFullPath(Path.Combine(ModelRoot, relative));
 
     public ExpertModalitySpec EncoderOf(string expert, Modality modality) => Manifest.Experts[expert].Modalities[modality.ToName()];
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, Modality), string> _modelDigests = new();
+
+    /// <summary>SHA-256 of the encoder file an expert uses for a modality (stored with its atoms); computed once.</summary>
+    public string ModelDigest(string expert, Modality modality) =>
+        _modelDigests.GetOrAdd((expert, modality), k => SpaceLoader.FileDigest(ResolvePath(EncoderOf(k.Item1, k.Item2).Model)));
 }
