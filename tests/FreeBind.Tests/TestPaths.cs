@@ -29,6 +29,15 @@ internal static class TestPaths
         return path;
     }
 
+    /// <summary>A committed fixture under tests/fixtures (data produced by upstream code at a pinned commit).</summary>
+    public static string Fixture(params string[] parts)
+    {
+        var path = Path.Combine([RepoRoot, "tests", "fixtures", .. parts]);
+        if (!File.Exists(path))
+            throw new InvalidOperationException($"fixture '{path}' is missing from the checkout");
+        return path;
+    }
+
     public static string Sample(string fileName)
     {
         var path = Path.Combine(Media, fileName);

@@ -3,7 +3,8 @@
 
 Runs the upstream recipes with Debian's torch 1.13 / torchaudio 0.13 (the versions FreeBind used):
   * ImageBind ``data.load_and_transform_audio_data`` (torchaudio.load, torchaudio resample to 16 kHz,
-    pytorchvideo ConstantClipsPerVideoSampler(2 s, 3 clips), ``waveform2melspec`` with Kaldi fbank,
+    pytorchvideo ConstantClipsPerVideoSampler(2 s, 3 clips) at the commit ImageBind pins (see
+    PYTORCHVIDEO_COMMIT: clips at 0, (D-2)/2, D-2), ``waveform2melspec`` with Kaldi fbank,
     pad/cut to 204 frames, Normalize(-4.268, 9.138));
   * laion_clap ``get_audio_embedding_from_filelist`` + ``get_audio_features`` (mono, 48 kHz, int16
     round trip, repeatpad, MelSpectrogram + AmplitudeToDB for the fusion model), with the random
@@ -42,19 +43,51 @@ SAMPLES = ["BBQ.wav", "toilet.wav", "train.wav"]
 # ---------------------------------------------------------------- ImageBind
 
 
-def clip_timepoints(duration, clip_duration=2, clips_per_video=3):
-    """pytorchvideo ConstantClipsPerVideoSampler driven the way ImageBind's get_clip_timepoints does."""
-    points = []
-    index = 0
-    while True:
-        max_start = Fraction(max(duration - clip_duration, 0))
-        uniform = Fraction(max_start, clips_per_video)
-        start = uniform * index
-        index += 1
-        last = index >= clips_per_video or uniform * index > max_start
-        points.append((start, start + clip_duration))
+# ImageBind's requirements pin pytorchvideo at git commit 28fe037d212663c6a24f373b94cc5d478c8c1a1d
+# (2023-04-14; 6cdc929315aab1b5674b6dcf73b16ec99147735f since ImageBind's 2025-02-25 update, same
+# sampler). Both contain 9368f308d4a4619a76554cbef15b6b85ca6d0f88 (2022-04-28, "we currently ignore
+# the last portion of video"), which divides the spare time by clips_per_video - 1, not by
+# clips_per_video as the registry release 0.1.5 (January 2022) still does. FreeBind installs
+# ImageBind from its repository, so its pytorchvideo is the pinned commit (which also reports
+# itself as 0.1.5, the version FreeBind's requirements list).
+PYTORCHVIDEO_COMMIT = "28fe037d212663c6a24f373b94cc5d478c8c1a1d"
+
+
+class ConstantClipsPerVideoSampler:
+    """pytorchvideo.data.clip_sampling.ConstantClipsPerVideoSampler at PYTORCHVIDEO_COMMIT, read from
+    that source: clip k starts at k * max(D - clip, 0) / max(n - 1, 1) in exact Fractions of the float
+    duration; the call that reaches n clips, or whose next start would pass the last possible start,
+    reports the last clip and resets the sampler."""
+
+    def __init__(self, clip_duration, clips_per_video, augs_per_clip=1):
+        self.clip_duration = Fraction(clip_duration)
+        self.clips_per_video = clips_per_video
+        self.augs_per_clip = augs_per_clip
+        self.clip_index = 0
+        self.aug_index = 0
+
+    def __call__(self, last_clip_end_time, video_duration, annotation):
+        max_start = Fraction(max(video_duration - self.clip_duration, 0))
+        step = Fraction(max_start, max(self.clips_per_video - 1, 1))
+        start = step * self.clip_index
+        clip_index, aug_index = self.clip_index, self.aug_index
+        self.aug_index += 1
+        if self.aug_index >= self.augs_per_clip:
+            self.clip_index += 1
+            self.aug_index = 0
+        last = self.clip_index >= self.clips_per_video or step * self.clip_index > max_start
         if last:
-            return points
+            self.clip_index = self.aug_index = 0
+        return start, start + self.clip_duration, clip_index, aug_index, last
+
+
+def clip_timepoints(sampler, duration):
+    """ImageBind data.get_clip_timepoints: call the sampler until it reports the last clip."""
+    points, last, end = [], False, 0.0
+    while not last:
+        start, end, _, _, last = sampler(end, duration, annotation=None)
+        points.append((start, end))
+    return points
 
 
 def waveform2melspec(waveform, sample_rate, num_mel_bins, target_length):
@@ -79,7 +112,8 @@ def imagebind_audio(waveform, sr):
         waveform = AF.resample(waveform, orig_freq=sr, new_freq=target_sr)
     resampled = waveform.clone()
     clips = []
-    for start, end in clip_timepoints(waveform.size(1) / target_sr):
+    sampler = ConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=3)
+    for start, end in clip_timepoints(sampler, waveform.size(1) / target_sr):
         clip = waveform[:, int(start * target_sr): int(end * target_sr)]
         clips.append(waveform2melspec(clip, target_sr, 128, 204))
     clips = [(c - (-4.268)) / 9.138 for c in clips]

@@ -136,10 +136,55 @@ public sealed class AudioParityTests(ITestOutputHelper output)
     [Fact]
     public void ClipRangesFollowTheSampler()
     {
-        // 10 s at 16 kHz: starts k·8/3 s → 0, 42666, 85333 (floors of exact fractions).
-        Assert.Equal([(0, 32000), (42666, 74666), (85333, 117333)], ImageBindAudio.ClipRanges(160000));
+        // 10 s at 16 kHz: pytorchvideo at ImageBind's pinned commit starts clips at k·(10−2)/2 s,
+        // so the last clip ends at the end (the registry release 0.1.5 gave 0, 2.67, 5.33 s).
+        Assert.Equal([(0, 32000), (64000, 96000), (128000, 160000)], ImageBindAudio.ClipRanges(160000));
         // Shorter than 2 s: three identical clips over the whole signal.
         Assert.Equal([(0, 20800), (0, 20800), (0, 20800)], ImageBindAudio.ClipRanges(20800));
+    }
+
+    /// <summary>
+    /// Clip slices computed by upstream's own code at the pinned commits (ImageBind's
+    /// get_clip_timepoints driving pytorchvideo 28fe037 and 6cdc929), stored as data in
+    /// tests/fixtures/upstream: durations around every boundary and 60 random ones up to 125 s.
+    /// </summary>
+    [Fact]
+    public void ClipRangesMatchUpstreamAtThePinnedCommit()
+    {
+        using var fixture = System.Text.Json.JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture("upstream", "imagebind-clip-ranges.json")));
+        var cases = fixture.RootElement.GetProperty("cases").EnumerateArray().ToList();
+        Assert.True(cases.Count >= 70, $"only {cases.Count} cases");
+        foreach (var c in cases)
+        {
+            var samples = c.GetProperty("samples").GetInt64();
+            var expected = c.GetProperty("ranges").EnumerateArray().Select(r => (r[0].GetInt32(), r[1].GetInt32())).ToArray();
+            Assert.True(expected.SequenceEqual(ImageBindAudio.ClipRanges(samples)), $"{samples} samples: expected {string.Join(", ", expected)}, got {string.Join(", ", ImageBindAudio.ClipRanges(samples))}");
+        }
+    }
+
+    /// <summary>
+    /// The whole file is heard: a 10 s recording whose last 2.5 s are replaced by another
+    /// recording's must change the last clip, and only the last one (the first two clips, 0–2 s
+    /// and 4–6 s, are untouched by the change and by the resampler's kernel).
+    /// </summary>
+    [Fact]
+    public void The_last_seconds_of_a_ten_second_file_change_its_item()
+    {
+        var original = Load("BBQ");
+        var other = Load("train");
+        Assert.Equal(10.0, original.DurationSeconds);
+        var changed = (float[])original.Channels[0].Clone();
+        var from = (int)(7.5 * original.SampleRate);
+        Array.Copy(other.Channels[0], from, changed, from, changed.Length - from);
+
+        var before = ImageBindAudio.Compute(original);
+        var after = ImageBindAudio.Compute(new DecodedAudio(original.SampleRate, [changed]));
+        var clip = before.Length / ImageBindAudio.Clips;
+        float ClipDiff(int k) => before.AsSpan(k * clip, clip).ToArray().Zip(after.AsSpan(k * clip, clip).ToArray(), (a, b) => Math.Abs(a - b)).Max();
+        output.WriteLine($"max abs change per clip: {ClipDiff(0):E2}, {ClipDiff(1):E2}, {ClipDiff(2):E2}");
+        Assert.Equal(0f, ClipDiff(0));
+        Assert.Equal(0f, ClipDiff(1));
+        Assert.True(ClipDiff(2) > 0.1f, $"the last clip moved by only {ClipDiff(2)}: the end of the file is not heard");
     }
 
     [Fact]

@@ -19,9 +19,13 @@ public static class ImageBindAudio
 
     /// <summary>
     /// Sample ranges [start, end) of the clips in a 16 kHz signal of <paramref name="samples"/>
-    /// samples, exactly as ImageBind slices <c>waveform[:, int(start·sr):int(end·sr)]</c>: the
-    /// sampler works in exact fractions of the float duration, so start_k = ⌊k·(D−2)·16000/3⌋ with
-    /// D − 2 taken as the float64 it is in Python, and end = start + 32000 (clipped to the signal).
+    /// samples, exactly as ImageBind slices <c>waveform[:, int(start·sr):int(end·sr)]</c> with the
+    /// clip times of pytorchvideo's <c>ConstantClipsPerVideoSampler</c> at the commit ImageBind pins
+    /// (28fe037, and 6cdc929 since 2025; both contain fix 9368f30 of 2022-04-28): the first clip
+    /// starts at 0 and the last ends at the end, start_k = ⌊k·(D−2)·16000/(n−1)⌋ (a 10 s file: 0, 4
+    /// and 8 s). The registry release 0.1.5 divided by n instead and never heard the last (D−2)/3 s.
+    /// The sampler works in exact fractions of the float duration, so D − 2 is taken as the float64
+    /// it is in Python and the floor is exact; end = start + 32000, clipped to the signal.
     /// </summary>
     public static (int Start, int End)[] ClipRanges(long samples)
     {
@@ -36,7 +40,7 @@ public static class ImageBindAudio
         for (var k = 0; k < Clips; k++)
         {
             var numerator = new BigInteger(mantissa) * k * KaldiFbank.SampleRate;
-            var denominator = new BigInteger(Clips);
+            var denominator = new BigInteger(Clips - 1);
             if (exponent >= 0) numerator <<= exponent; else denominator <<= -exponent;
             var start = (long)BigInteger.Divide(numerator, denominator);
             ranges[k] = ((int)start, (int)Math.Min(start + ClipSamples, samples));
@@ -48,7 +52,7 @@ public static class ImageBindAudio
     /// The profile as a pure function (benchmarkable): decoded audio → [3·1·128·204] floats.
     /// Every channel is resampled, each clip's mean is taken over all channels and subtracted in
     /// place, and the fbank reads channel 0 only (Kaldi's channel = −1 means the first) — all as
-    /// upstream does, including that overlapping clips (audio under 8 s) see earlier clips' mean
+    /// upstream does, including that overlapping clips (audio under 6 s) see earlier clips' mean
     /// removal because upstream subtracts in place on views of one tensor.
     /// </summary>
     public static float[] Compute(DecodedAudio audio)
