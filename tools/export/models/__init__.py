@@ -1,0 +1,1 @@
+"""Architecture modules: one upstream checkpoint layout each (see contract.py for the interface)."""
