@@ -8,12 +8,16 @@ tensors and token ids under OUT/preprocess/:
   hostile/<case>.<ext>             small generated images (EXIF-rotated, grayscale, alpha, GIF, ...)
   hostile/<case>.<profile>.npy     their expected tensors (PIL decoding + the same recipe)
   text/corpus.json                 the hard-string corpus (captions first)
-  text/clip.json                   CLIP SimpleTokenizer ids ([77] each, SOT/EOT, zero padded)
   text/roberta.json                RobertaTokenizer ids + attention mask ([77] each)
   text/internvl.json               LLaMA SentencePiece ids ([80] each)
 
-The text references are implemented here from the public algorithms (no ftfy, no transformers
-on Debian); see docs/preprocessing.md for what "ftfy-lite" does.
+CLIP text (ImageBind's SimpleTokenizer after ftfy) is not held against a twin written here: its
+oracle is tests/fixtures/upstream/clip-text.json, ids that ImageBind's own tokenizer with ftfy 6.1.3
+computed outside the repository (Debian has neither ftfy nor transformers). The ClipTokenizer below
+only tokenises the captions for the stand-in encoders and the benchmark, and is checked against that
+fixture on them. RoBERTa and SentencePiece follow HF transformers 4.30.2 (FreeBind's version), read
+from its source: GPT-2's pattern and byte-level BPE with the python3-regex module HF uses, merges
+read as HF reads them, and Google's sentencepiece library itself.
 
 `--emit-tables FILE` writes the generated C# Unicode/HTML tables used by the C# side
 (src/Encoding/Preprocessing/Text/TextTables.g.cs) from this interpreter's unicodedata and
@@ -152,7 +156,7 @@ def write_hostile(out):
 
 
 # ----------------------------------------------------------------------------------------------
-# text: ftfy-lite (shared spec with the C# TextFixer)
+# text: a simplified ftfy for the captions (the oracle for CLIP text is the upstream fixture)
 
 # "sloppy" windows-1252: the five undefined bytes map to the C1 code point of the same value.
 # C1 controls map to their own byte too (latin-1 mojibake).
@@ -161,12 +165,15 @@ for b in range(256):
     ch = bytes([b]).decode("cp1252", errors="replace")
     SLOPPY_1252[chr(b) if ch == "\ufffd" else ch] = b
 
+# ftfy 6.1.3's LIGATURES (chardata.py) are these code points' NFKC forms except U+FB05, which ftfy maps
+# to "ſt" (long s kept); its WIDTH_MAP is U+3000 → space plus NFKC of U+FF01–U+FFEF.
 LIGATURES = [0x132, 0x133, 0x149] + list(range(0x1C4, 0x1CD)) + list(range(0x1F1, 0x1F4)) + list(range(0xFB00, 0xFB07))
 NFKC_MAP = {}
 for cp in LIGATURES + list(range(0xFF01, 0xFFF0)):
     alt = unicodedata.normalize("NFKC", chr(cp))
     if alt != chr(cp):
         NFKC_MAP[cp] = alt
+NFKC_MAP[0xFB05] = "\u017Ft"
 NFKC_MAP[0x3000] = " "
 
 
@@ -319,8 +326,8 @@ class RobertaTokenizer:
         with open(vocab_path, encoding="utf-8") as f:
             self.encoder = json.load(f)
         with open(merges_path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        merges = [tuple(l.split()) for l in lines if l and not l.startswith("#version")]
+            lines = f.read().split("\n")[1:-1]  # HF: the first line is the "#version" header
+        merges = [tuple(l.split()) for l in lines]
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.bos, self.eos, self.pad, self.unk = (self.encoder[t] for t in ("<s>", "</s>", "<pad>", "<unk>"))
 
@@ -377,15 +384,25 @@ def corpus():
     ]
 
 
+UPSTREAM_CLIP = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "clip-text.json")
+
+
+def check_captions_against_upstream(clip):
+    """The captions feed the stand-in text encoders: their ids must be upstream's exactly."""
+    with open(UPSTREAM_CLIP, encoding="utf-8") as f:
+        upstream = {c["text"]: c["ids"] for c in json.load(f)["cases"]}
+    for caption in CAPTIONS:
+        if clip(caption) != upstream[caption]:
+            raise SystemExit(f"CLIP ids of {caption!r} differ from ImageBind's own tokenizer ({UPSTREAM_CLIP})")
+
+
 def write_text(out, tokdir):
     d = os.path.join(out, "text")
     os.makedirs(d, exist_ok=True)
     texts = corpus()
     with open(os.path.join(d, "corpus.json"), "w", encoding="utf-8") as f:
         json.dump(texts, f, ensure_ascii=True, indent=0)
-    clip = ClipTokenizer(CLIP_VOCAB)
-    with open(os.path.join(d, "clip.json"), "w") as f:
-        json.dump([clip(t) for t in texts], f)
+    check_captions_against_upstream(ClipTokenizer(CLIP_VOCAB))
     rv, rm = os.path.join(tokdir, "roberta", "vocab.json"), os.path.join(tokdir, "roberta", "merges.txt")
     sp = os.path.join(tokdir, "internvl", "tokenizer.model")
     for p in (rv, rm, sp):
@@ -447,7 +464,21 @@ def emit_tables(path):
     for i in range(0, len(chunk), 12):
         lines.append('        "' + "".join(chunk[i:i + 12]) + '" +')
     lines[-1] = lines[-1][:-2] + ";"
-    lines += ["", "    // NFKC replacements applied by ftfy-lite (ligatures, full/half width forms, ideographic space)",
+    # ftfy 6.1.3 also decodes an all-lowercase entity name written in upper case (&EACUTE; → "É") when
+    # Python's html.unescape leaves that spelling alone; the value is Python's str.upper() of the character.
+    upper = []
+    for name, val in ents:
+        if name.endswith(";") and name == name.lower():
+            up = "&" + name.upper()
+            if html.unescape(up) == up:
+                upper.append((name.upper(), val.upper()))
+    lines += ["", "    // ftfy's upper-cased entity names (with ';') \\u0001 replacement \\u0002 ...",
+              "    private const string UpperEntityData ="]
+    chunk = [esc(n) + "\\u0001" + esc(v) + "\\u0002" for n, v in upper]
+    for i in range(0, len(chunk), 12):
+        lines.append('        "' + "".join(chunk[i:i + 12]) + '" +')
+    lines[-1] = lines[-1][:-2] + ";"
+    lines += ["", "    // ftfy's ligature and character-width replacements (ligatures, full/half width forms, ideographic space)",
               "    private const string WidthData ="]
     chunk = [esc(chr(cp)) + esc(v) + "\\u0002" for cp, v in sorted(NFKC_MAP.items())]
     for i in range(0, len(chunk), 16):

@@ -41,12 +41,15 @@ public sealed class RobertaTokenizer
         using (var f = File.OpenRead(vocabPath))
             vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(f) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary");
 
+        // As HF's RobertaTokenizer reads it: read().split("\n")[1:-1], so the first line (the
+        // "#version" header) and whatever follows the last newline are not merges.
+        var lines = File.ReadAllText(mergesPath).Split('\n');
         var merges = new List<(string, string)>();
-        foreach (var line in File.ReadLines(mergesPath))
+        foreach (var line in lines.AsSpan(1, Math.Max(lines.Length - 2, 0)))
         {
-            if (line.Length == 0 || line.StartsWith("#version", StringComparison.Ordinal))
-                continue;
-            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length == 0)
+                continue; // HF keeps an empty tuple, which never matches a pair
             if (parts.Length != 2)
                 throw new InvalidDataException($"{mergesPath}: '{line}' is not a merge pair");
             merges.Add((parts[0], parts[1]));

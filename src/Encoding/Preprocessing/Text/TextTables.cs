@@ -22,6 +22,18 @@ internal static partial class TextTables
         return map;
     });
 
+    private static readonly Lazy<Dictionary<string, string>> UpperEntities = new(() =>
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in UpperEntityData.Split('\u0002', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var sep = entry.IndexOf('\u0001', StringComparison.Ordinal);
+            map[entry[..sep]] = entry[(sep + 1)..];
+        }
+
+        return map;
+    });
+
     private static readonly Lazy<Dictionary<int, string>> Width = new(() =>
     {
         var map = new Dictionary<int, string>();
@@ -74,7 +86,13 @@ internal static partial class TextTables
     /// <summary>HTML5 named references, keyed with their ';' where the standard has one.</summary>
     public static IReadOnlyDictionary<string, string> HtmlEntities => Entities.Value;
 
-    /// <summary>ftfy's ligature and character-width replacements (NFKC of those code points).</summary>
+    /// <summary>
+    /// ftfy's extra entity spellings: an all-lowercase HTML5 name (with ';') written in upper case,
+    /// where Python's html.unescape leaves that spelling alone, decodes to the upper-cased character.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> UpperCasedHtmlEntities => UpperEntities.Value;
+
+    /// <summary>ftfy's ligature and character-width replacements.</summary>
     public static IReadOnlyDictionary<int, string> WidthReplacements => Width.Value;
 
     public static IReadOnlyDictionary<int, int[]> CanonicalDecompositions => Decompositions.Value;
