@@ -246,10 +246,15 @@ def _read_folder(folder: str, allow_pickle: bool) -> StateDict:
                           f"pytorch_model.bin[.index.json])")
 
 
-def open_state(source, *, allow_pickle: bool = False) -> StateDict:
-    """A StateDict from a file, a Hugging Face folder, or a StateDict (returned as it is)."""
+def open_state(source, *, allow_pickle: Optional[bool] = None) -> StateDict:
+    """A StateDict from a file, a Hugging Face folder, or a StateDict (returned as it is).
+
+    Pickled Python objects besides tensors are refused unless `allow_pickle` (default: the
+    exporter's --allow-pickle, passed through FREEBIND_EXPORT_ALLOW_PICKLE)."""
     if isinstance(source, StateDict):
         return source
+    if allow_pickle is None:
+        allow_pickle = os.environ.get("FREEBIND_EXPORT_ALLOW_PICKLE") == "1"
     path = os.fspath(source)
     if os.path.isdir(path):
         return _read_folder(path, allow_pickle)
@@ -282,18 +287,21 @@ def read_layout(path: str) -> dict[str, list[int]]:
 
 
 def load_exact(module: torch.nn.Module, state: StateDict, *, what: str, tolerate: Iterable[str] = (),
-               rename: Optional[Callable[[str], Optional[str]]] = None, check_finite: bool = True) -> None:
+               rename: Optional[Callable[[str], Optional[str]]] = None, infinite_ok: Iterable[str] = ()) -> None:
     """Copies `state` into `module` (float32), key by key.
 
     Every parameter and persistent buffer of the module must be in the checkpoint with its exact
     shape, and every checkpoint key must be used, except those matching a `tolerate` pattern
     (fnmatch, e.g. 'modality_trunks.depth.*'). `rename` maps a checkpoint key to the module's key
-    (None drops it, as tolerated). Raises CheckpointError naming each offending key.
+    (None drops it, as tolerated). NaN or ±inf in a tensor is damage, except in the keys listed in
+    `infinite_ok` (an additive attention mask holds -inf by design). Raises CheckpointError naming
+    each offending key.
     """
     expected = module.state_dict(keep_vars=True)
     provided: dict[str, str] = {}
     unexpected = []
     patterns = list(tolerate)
+    infinite_ok = set(infinite_ok)
     for key in state:
         target = rename(key) if rename else key
         if target is None or (target not in expected and any(fnmatch.fnmatchcase(key, p) for p in patterns)):
@@ -320,7 +328,7 @@ def load_exact(module: torch.nn.Module, state: StateDict, *, what: str, tolerate
             dst = expected[target]
             if dst.is_meta or src.is_meta:
                 continue
-            if check_finite and src.is_floating_point() and not bool(torch.isfinite(src).all()):
+            if src.is_floating_point() and key not in infinite_ok and not bool(torch.isfinite(src).all()):
                 raise CheckpointError(f"'{state.source}': {state.prefix}{key} holds NaN or infinite values: "
                                       f"the checkpoint is damaged")
             dst.copy_(src.to(dst.dtype))

@@ -70,7 +70,7 @@ class Part:
     inputs: list[str]                              # CLI inputs (argparse dests)
     files: dict[str, Expected]                     # ONNX files it writes
     tokenizers: list[str] = field(default_factory=list)
-    exports: Optional[Callable[[dict, "Part"], Iterator[Export]]] = None
+    exports: Optional[Callable[[dict, list[str]], Iterator[Export]]] = None  # (inputs, files) → Exports
     tokenizer_profiles: dict[str, list[str]] = field(default_factory=dict)  # profile → tokenizer files
 
     def sources(self, args: dict) -> dict[str, str]:
@@ -163,26 +163,26 @@ def projector_source(folder: str, rel: str) -> str:
     return os.path.join(folder, os.path.splitext(rel)[0] + ".pt")
 
 
-def _imagebind(args: dict, p: Part) -> Iterator[Export]:
+def _imagebind(args: dict, files: list[str]) -> Iterator[Export]:
     return _module("imagebind").exports(args["imagebind"])
 
 
-def _ft_audio(args: dict, p: Part) -> Iterator[Export]:
-    head = sorted(f for f, e in p.files.items() if e.projector_set)
+def _ft_audio(args: dict, files: list[str]) -> Iterator[Export]:
+    head = [f for f in files if not f.startswith("encoders/")]
     return _module("imagebind").finetuned_audio_exports(ft_audio_file(args["freebind"]), head)
 
 
-def _projectors(args: dict, p: Part) -> Iterator[Export]:
-    return _module("projector").exports(args["freebind"], sorted(p.files))
+def _projectors(args: dict, files: list[str]) -> Iterator[Export]:
+    return _module("projector").exports(args["freebind"], files)
 
 
 def _clap(variant: str):
-    def run(args: dict, p: Part) -> Iterator[Export]:
+    def run(args: dict, files: list[str]) -> Iterator[Export]:
         return _module("clap").exports(args[f"clap_{variant}"], variant=variant)
     return run
 
 
-def _internvl(args: dict, p: Part) -> Iterator[Export]:
+def _internvl(args: dict, files: list[str]) -> Iterator[Export]:
     return _module("internvl").exports(args["internvl"])
 
 

@@ -1,0 +1,103 @@
+"""The product's own command line, used for every check the tool makes.
+
+onnxruntime is not installable in Debian's Python, so ONNX files are run by `freebind onnx-run`
+(the product's ONNX Runtime and session settings), real media is turned into model tensors by
+`freebind preprocess` (the product's preprocessing), and the model root is judged by
+`freebind spaces validate`. Checks run on the CPU provider: they judge the file, not the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+DEFAULT_DLL = os.path.join(REPO, "src", "Consumers", "bin", "Release", "net10.0", "freebind.dll")
+
+
+class ProductError(Exception):
+    """The product refused something (its own one-line error is in the message)."""
+
+
+class Product:
+    def __init__(self, command: str | None, spaces_dir: str):
+        if command:
+            self.argv = shlex.split(command)
+        elif os.path.isfile(DEFAULT_DLL):
+            self.argv = ["dotnet", DEFAULT_DLL]
+        else:
+            raise ProductError("the checks run the product's CLI, which is not built: run "
+                               "`dotnet build src/Consumers -c Release` (or pass --freebind-cli)")
+        self.env = dict(os.environ, Onnx__ExecutionProvider="cpu",
+                        Spaces__ManifestDirectory=os.path.abspath(spaces_dir), DOTNET_NOLOGO="1",
+                        Logging__LogLevel__Default="Warning")
+
+    def _run(self, args: Sequence[str], what: str) -> str:
+        p = subprocess.run(self.argv + list(args), env=self.env, capture_output=True, text=True)
+        if p.returncode != 0:
+            lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip()]
+            detail = next((l for l in lines if l.startswith("error:")), lines[-1] if lines else "no output")
+            raise ProductError(f"{what}: {detail}")
+        return p.stdout
+
+    def run_onnx(self, model: str, batches: Sequence[Sequence[tuple[str, np.ndarray]]]) -> tuple[list[np.ndarray], list[float]]:
+        """Runs `model` once per batch (one session); returns each first output and its run time."""
+        with tempfile.TemporaryDirectory(prefix="freebind-export-") as tmp:
+            runs = []
+            for b, feeds in enumerate(batches):
+                inputs = {}
+                for name, array in feeds:
+                    p = os.path.join(tmp, f"{b}.{name}.npy")
+                    np.save(p, np.ascontiguousarray(array))
+                    inputs[name] = p
+                runs.append({"inputs": inputs, "output": os.path.join(tmp, f"{b}.out.npy")})
+            spec = os.path.join(tmp, "runs.json")
+            with open(spec, "w", encoding="utf-8") as f:
+                json.dump(runs, f)
+            out = self._run(["onnx-run", "--model", model, "--runs", spec], f"ONNX Runtime on {model}")
+            seconds = {}
+            for line in out.splitlines():
+                if line.startswith("{") and '"run"' in line:
+                    r = json.loads(line)
+                    seconds[r["run"]] = r["seconds"]
+            return [np.load(r["output"]) for r in runs], [seconds.get(i, float("nan")) for i in range(len(runs))]
+
+    def preprocess(self, profile: str, tokenizers: Sequence[str], item: str, input_names: Sequence[str]) -> list[np.ndarray]:
+        """The tensors the product feeds the model for one media file (or text), one per input."""
+        with tempfile.TemporaryDirectory(prefix="freebind-export-") as tmp:
+            out = os.path.join(tmp, "x.npy")
+            args = ["preprocess", "--profile", profile, "--output", out]
+            if tokenizers:
+                args += ["--tokenizer", *tokenizers]
+            self._run(args + ["--", item], f"preprocessing {os.path.basename(item) if os.path.exists(item) else repr(item)}")
+            arrays = [np.load(out)]
+            for name in input_names[1:]:
+                arrays.append(np.load(os.path.join(tmp, f"x.{name}.npy")))
+            return arrays
+
+    def validate(self, models: str, spaces: Sequence[str]) -> tuple[bool, str]:
+        """`freebind spaces validate` on each space; (all ok, the report)."""
+        ok, report = True, []
+        for space in spaces:
+            p = subprocess.run(self.argv + ["spaces", "validate", "--space", space, "--models", models],
+                               env=self.env, capture_output=True, text=True)
+            ok &= p.returncode == 0
+            report.append(p.stdout.strip() or p.stderr.strip())
+        return ok, "\n".join(report)
+
+    def embed(self, models: str, space: str, images: Sequence[str], audios: Sequence[str], texts: Sequence[str],
+              output: str) -> None:
+        args = ["embed", "--space", space, "--models", models, "--output", output]
+        for i in images:
+            args += ["--image", i]
+        for a in audios:
+            args += ["--audio", a]
+        for t in texts:
+            args += ["--text", t]
+        self._run(args, f"embedding the samples in {space}")
