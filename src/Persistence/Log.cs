@@ -17,6 +17,21 @@ internal static partial class Log
     [LoggerMessage(4011, LogLevel.Information, "Space {Space} version {Digest} is now active")]
     public static partial void SpaceVersionActivated(ILogger logger, string space, string digest);
 
+    [LoggerMessage(4012, LogLevel.Information, "Space version {Version} is now {State}")]
+    public static partial void SpaceVersionChanged(ILogger logger, string version, string state);
+
+    [LoggerMessage(4013, LogLevel.Information, "Space {Space} cut over to version {Digest} (replacing {Previous}, now retired)")]
+    public static partial void SpaceVersionCutOver(ILogger logger, string space, string digest, string previous);
+
+    [LoggerMessage(4014, LogLevel.Warning, "Space {Space} rolled back from version {From} to {To}")]
+    public static partial void SpaceVersionRolledBack(ILogger logger, string space, string from, string to);
+
+    [LoggerMessage(4015, LogLevel.Information, "Space version {Version} is {State} and its table dropped: {Reason}")]
+    public static partial void SpaceVersionEnded(ILogger logger, string version, string state, string reason);
+
+    [LoggerMessage(4016, LogLevel.Information, "HNSW index of {Version} ({Table}) built in {Seconds:F1} s")]
+    public static partial void IndexBuilt(ILogger logger, string version, string table, double seconds);
+
     [LoggerMessage(4020, LogLevel.Debug, "Wrote {Items} item(s) to {Table} with {Strategy} in {ElapsedMs:F1} ms")]
     public static partial void BatchWritten(ILogger logger, int items, string table, string strategy, double elapsedMs);
 

@@ -1,6 +1,8 @@
 using FreeBind.Persistence.Cache;
 using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Migrations;
+using FreeBind.Persistence.Reembedding;
+using FreeBind.Persistence.Search;
 using FreeBind.Persistence.Spaces;
 using FreeBind.Persistence.Tags;
 using Microsoft.Extensions.DependencyInjection;
@@ -18,8 +20,8 @@ public static class PersistenceExtensions
     /// <summary>
     /// Adds one <see cref="NpgsqlDataSource"/> (with pgvector), the migration runner (run at start
     /// unless <c>Persistence:MigrateOnStart</c> is false), <see cref="SpaceCatalog"/>,
-    /// <see cref="EmbeddingStore"/>, <see cref="TagVocabularyStore"/> and <see cref="EmbeddingCache"/>.
-    /// Options come from the <c>Persistence</c> and <c>Cache</c> sections, falling back to
+    /// <see cref="SpaceVersionLifecycle"/>, <see cref="SpaceIndexBuilder"/>, <see cref="EmbeddingStore"/>, <see cref="TagVocabularyStore"/> and <see cref="EmbeddingCache"/>.
+    /// Options come from the <c>Persistence</c>, <c>SpaceVersions</c> and <c>Cache</c> sections, falling back to
     /// <c>$FREEBIND_PG</c> / <c>$FREEBIND_REDIS</c>, and are validated at start.
     /// </summary>
     /// <param name="builder">The host builder.</param>
@@ -49,12 +51,21 @@ public static class PersistenceExtensions
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<CacheOptions>, CacheOptionsValidator>();
 
+        services.AddOptions<SpaceVersionOptions>()
+            .BindConfiguration(SpaceVersionOptions.Section)
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<SpaceVersionOptions>, SpaceVersionOptionsValidator>();
+
         services.AddSingleton(sp => CreateDataSource(
             sp.GetRequiredService<IOptions<PersistenceOptions>>().Value.ConnectionString,
             sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<MigrationRunner>();
         services.AddHostedService<MigrateOnStartService>();
         services.AddSingleton<SpaceCatalog>();
+        services.AddSingleton<SpaceVersionLifecycle>();
+        services.AddSingleton<SpaceIndexBuilder>();
+        services.AddSingleton<VectorSearch>();
+        services.AddSingleton<VerificationStore>();
         services.AddSingleton<EmbeddingStore>();
         services.AddSingleton<TagVocabularyStore>();
 

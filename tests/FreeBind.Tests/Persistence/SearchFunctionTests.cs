@@ -1,5 +1,6 @@
 using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Spaces;
+using FreeBind.Tests.Persistence.Versions;
 using Npgsql;
 using Pgvector;
 
@@ -53,7 +54,7 @@ public sealed class SearchFunctionTests(MigratedDatabase fixture) : IClassFixtur
         Assert.All(hits, h => Assert.Equal(v1.Id, h.Version));
         Assert.True(hits.Zip(hits.Skip(1)).All(p => p.First.Distance <= p.Second.Distance), "results are ordered by distance");
 
-        await catalog.ActivateAsync(space, "sha256:two");
+        await _db.Lifecycle().CutOverAsync(await _db.MakeReadyAsync(v2));
         var afterCutOver = await SearchAsync(space, TestData.Vector(10_000 + 17, Dim), 3);
 
         Assert.Equal(items[17].Media.Id, afterCutOver[0].Id);
