@@ -15,7 +15,10 @@ namespace FreeBind.Tests.Encoding;
 [Collection(EngineCollection.Name)]
 public sealed class EmbedParityTests(EngineFixture engine, ITestOutputHelper output)
 {
-    private const float VectorTolerance = 1e-5f;
+    // Measured on the CPU provider: vectors at most 9e-8 apart, atoms at most 6.8e-7 relative
+    // (float32 encoder arithmetic in ONNX Runtime vs torch). Gates leave about 10× margin.
+    private const float VectorTolerance = 1e-6f;
+    private const float AtomRelativeTolerance = 5e-6f;
 
     public static TheoryData<string> Variants() => ["imagebind", "imagebind++", "internvl-ib", "internvl-ib-ft", "internvl-ib++", "internvl-ib-ft++"];
 
@@ -53,7 +56,7 @@ public sealed class EmbedParityTests(EngineFixture engine, ITestOutputHelper out
             }
             output.WriteLine($"{variant} {modality}: vectors max abs {worstVector:G3}, atoms max rel {worstAtom:G3}");
             Assert.True(worstVector <= VectorTolerance, $"{variant} {modality}: vector max abs diff {worstVector}");
-            Assert.True(worstAtom <= 1e-5f, $"{variant} {modality}: atom max relative diff {worstAtom}");
+            Assert.True(worstAtom <= AtomRelativeTolerance, $"{variant} {modality}: atom max relative diff {worstAtom}");
             Assert.All(embeddings, e => Assert.Equal(space.Version, e.SpaceVersion));
         }
     }

@@ -14,7 +14,10 @@ namespace FreeBind.Tests.Fusion;
 [Collection(EngineCollection.Name)]
 public sealed class FusionParityTests(EngineFixture engine, ITestOutputHelper output)
 {
-    private const float Tolerance = 1e-5f;
+    // Measured on the CPU provider (the engine fixture's): at most 1.6e-7 over every setting and
+    // item, float32 GEMM rounding. 1e-6 leaves 6× margin; a factor or BatchNorm-fold slip moves
+    // values by 1e-3 or more.
+    private const float Tolerance = 1e-6f;
 
     public sealed record Setting(string Variant, string Name, string File, string? Preset, Dictionary<string, Dictionary<string, double>> Factors);
 

@@ -10,7 +10,14 @@ namespace FreeBind.Tests.Preprocessing;
 /// </summary>
 public sealed class AudioParityTests(ITestOutputHelper output)
 {
-    private const float Tolerance = 1e-3f;
+    // Gates from what is measured on the nine inputs (docs/preprocessing.md#parity), with margin:
+    // resampling ≤ 3e-7 (float32 summation order) → 1e-6; ImageBind fbank after normalisation
+    // ≤ 1.8e-4 → 5e-4; CLAP waveform: one int16 step, 1/32767, where a resampled value sits within
+    // ~1e-7 of a rounding boundary → 3.1e-5; CLAP mel against torch in float64 ≤ 3.8e-6 dB → 1e-4 dB.
+    private const float Tolerance = 1e-6f;
+    private const float FbankTolerance = 5e-4f;
+    private const float Int16Step = 3.1e-5f;
+    private const float MelFloat64ToleranceDb = 1e-4f;
 
     public static TheoryData<string> Inputs => new()
     {
@@ -85,7 +92,7 @@ public sealed class AudioParityTests(ITestOutputHelper output)
     {
         var expected = Expected(name, "imagebind");
         var actual = ImageBindAudio.Compute(Load(name));
-        AssertClose($"{name} imagebind fbank", expected.Shape, expected.Floats, ImageBindAudio.ItemShape, actual);
+        AssertClose($"{name} imagebind fbank", expected.Shape, expected.Floats, ImageBindAudio.ItemShape, actual, FbankTolerance);
     }
 
     [Theory]
@@ -94,7 +101,7 @@ public sealed class AudioParityTests(ITestOutputHelper output)
     {
         var expected = Expected(name, "clap");
         var actual = ClapAudio.Waveform(Load(name));
-        AssertClose($"{name} clap waveform", expected.Shape, expected.Floats, ClapAudio.WaveformShape, actual);
+        AssertClose($"{name} clap waveform", expected.Shape, expected.Floats, ClapAudio.WaveformShape, actual, Int16Step);
     }
 
     /// <summary>
@@ -116,7 +123,7 @@ public sealed class AudioParityTests(ITestOutputHelper output)
 
     /// <summary>
     /// The CLAP stages alone, from torchaudio's own 48 kHz signal: the mel against torch run in
-    /// float64 (gate 1e-3 dB) and float32 (reported), the waveform exactly.
+    /// float64 (gate 1e-4 dB) and float32 (gate 0.05 dB: torch's own float32 STFT rounding), the waveform exactly.
     /// </summary>
     [Theory]
     [MemberData(nameof(Inputs))]
@@ -126,7 +133,7 @@ public sealed class AudioParityTests(ITestOutputHelper output)
         ClapAudio.Quantise(wave);
         var actual = ClapAudio.FusionFromQuantised((float[])wave.Clone());
         var mel64 = Expected(name, "clap_fusion_f64");
-        AssertClose($"{name} clap mel vs torch float64 (dB)", mel64.Shape, mel64.Floats, ClapAudio.FusionShape, actual);
+        AssertClose($"{name} clap mel vs torch float64 (dB)", mel64.Shape, mel64.Floats, ClapAudio.FusionShape, actual, MelFloat64ToleranceDb);
         var mel32 = Expected(name, "clap_fusion");
         AssertClose($"{name} clap mel vs torch float32 (dB)", mel32.Shape, mel32.Floats, ClapAudio.FusionShape, actual, 0.05f);
         var clap = Expected(name, "clap");

@@ -31,8 +31,7 @@ public sealed class ImagePreprocessingTests(ITestOutputHelper output)
         Assert.Equal(expected.Shape, tensor.Shape);
         var (mean, max) = ImageTestSupport.Diff(tensor.Floats!, expected.Data);
         output.WriteLine($"{name} {profile}: mean abs {mean:E3}, max abs {max:E3}");
-        Assert.True(mean <= 0.01, $"mean abs {mean}");
-        Assert.True(max <= 0.1, $"max abs {max}");
+        AssertWithinGate(mean, max);
     }
 
     public static TheoryData<string, string> HostileCases()
@@ -52,8 +51,19 @@ public sealed class ImagePreprocessingTests(ITestOutputHelper output)
         var tensor = Assert.Single(Process(profile, File.ReadAllBytes(TestPaths.Data("preprocess", "hostile", file))).Inputs);
         var (mean, max) = ImageTestSupport.Diff(tensor.Floats!, expected.Data);
         output.WriteLine($"{file} {profile}: mean abs {mean:E3}, max abs {max:E3}");
-        Assert.True(mean <= 0.01, $"mean abs {mean}");
-        Assert.True(max <= 0.1, $"max abs {max}");
+        AssertWithinGate(mean, max);
+    }
+
+    /// <summary>
+    /// Every tensor measured so far is bit-identical to PIL + torchvision (same libjpeg-turbo decode,
+    /// exact resize), so the gate only leaves room for float32 rounding in the normalisation
+    /// (≤ 1e-6). One pixel a single uint8 step off moves a value by 1/255/0.27 ≈ 0.0145 and fails it;
+    /// the original gate (mean 0.01, max 0.1) let seven-step errors through.
+    /// </summary>
+    private static void AssertWithinGate(double mean, double max)
+    {
+        Assert.True(max <= 1e-6, $"max abs {max}: the tensor is no longer bit-identical to the reference (a pixel off by one uint8 step is 0.0145)");
+        Assert.True(mean <= 1e-7, $"mean abs {mean}");
     }
 
     [Fact]
