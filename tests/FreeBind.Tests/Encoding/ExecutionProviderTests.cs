@@ -1,10 +1,16 @@
 using FreeBind.Encoding.Execution;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
+using Xunit.Abstractions;
 
 namespace FreeBind.Tests.Encoding;
 
-/// <summary>No GPU here: the CUDA attempt must fall back to CPU with exactly one clear line.</summary>
-public sealed class ExecutionProviderTests
+/// <summary>
+/// The configured GPU provider is used where it can run, and falls back to CPU with exactly one
+/// clear line where it cannot. Whether it can run is probed here on its own, by opening a session
+/// with that provider directly, so the test is right on a machine with or without a GPU.
+/// </summary>
+public sealed class ExecutionProviderTests(ITestOutputHelper output)
 {
     private sealed class ListLogger<T> : ILogger<T>
     {
@@ -19,17 +25,55 @@ public sealed class ExecutionProviderTests
     [InlineData("auto", "CUDA")]
     [InlineData("cuda", "CUDA")]
     [InlineData("tensorrt", "TensorRT")]
-    public void Gpu_attempt_falls_back_to_cpu_with_one_log_line(string configured, string gpu)
+    public void Gpu_provider_is_used_when_present_and_falls_back_to_cpu_with_one_line_when_not(string configured, string gpu)
     {
+        var model = TestPaths.Data("models", "encoders", "imagebind", "vision.onnx");
+        var present = CanOpenSessionWith(gpu, model, out var why);
+        output.WriteLine($"{gpu}: {(present ? "present" : "absent — " + why)}");
+
         var logger = new ListLogger<SessionFactory>();
         var factory = new SessionFactory(new OnnxOptions { ExecutionProvider = configured }, logger);
-        var model = TestPaths.Data("models", "encoders", "imagebind", "vision.onnx");
         using (factory.Create(model)) { }
         using (factory.Create(model)) { }
-        Assert.Equal("CPU", factory.ActiveProvider);
         var line = Assert.Single(logger.Lines);
-        Assert.Equal(LogLevel.Warning, line.Level);
-        Assert.Contains($"CPU — {gpu} (Onnx:ExecutionProvider={configured}) is unavailable", line.Message);
+        if (present)
+        {
+            Assert.Equal(gpu, factory.ActiveProvider);
+            Assert.Equal(LogLevel.Information, line.Level);
+            Assert.Contains($"execution provider: {gpu} (device 0)", line.Message);
+        }
+        else
+        {
+            Assert.Equal("CPU", factory.ActiveProvider);
+            Assert.Equal(LogLevel.Warning, line.Level);
+            Assert.Contains($"CPU — {gpu} (Onnx:ExecutionProvider={configured}) is unavailable", line.Message);
+        }
+    }
+
+    /// <summary>Ground truth for the test: a session with the provider appended opens, or it does not.</summary>
+    private static bool CanOpenSessionWith(string gpu, string model, out string why)
+    {
+        why = "";
+        var env = OrtEnv.Instance();
+        var level = env.EnvLogLevel;
+        env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL; // the reason is printed once below
+        try
+        {
+            using var so = new SessionOptions();
+            if (gpu == "TensorRT") so.AppendExecutionProvider_Tensorrt(0);
+            so.AppendExecutionProvider_CUDA(0);
+            using var session = new InferenceSession(model, so);
+            return true;
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            why = e.Message.Split('\n', 2)[0];
+            return false;
+        }
+        finally
+        {
+            env.EnvLogLevel = level;
+        }
     }
 
     [Fact]
