@@ -25,6 +25,13 @@ $PY tools/reference/preprocess_image_text.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/preprocess_audio.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/expected_standin.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA"
 
+step "export tool (tools/export/tests: random-weight upstream checkpoints → ONNX → the product)"
+pylog=$(mktemp)
+set +e
+$PY -m unittest discover -s tools/export/tests -t tools/export -v 2>&1 | tee "$pylog"
+pystatus=${PIPESTATUS[0]}
+set -e
+
 if [ -x scripts/services.sh ]; then
   step "services"
   # Stop on exit only what this run started (a developer's running services stay up).
@@ -43,6 +50,12 @@ set -e
 # (awk, not grep: a run with no failure prints no "Failed:" line, and grep would fail the script.)
 passed=$(awk '/^ +Passed: +[0-9]+$/ {s+=$2} END {print s+0}' "$log")
 failed=$(awk '/^ +Failed: +[0-9]+$/ {s+=$2} END {print s+0}' "$log")
-rm -f "$log"
+# unittest's own summary: "Ran N tests" and, when something fails, "FAILED (failures=F, errors=E)".
+pyran=$(awk '/^Ran [0-9]+ tests? in/ {print $2}' "$pylog")
+pyfailed=$(awk -F'[=,)]' '/^FAILED \(/ {for (i = 1; i < NF; i++) if ($i ~ /(failures|errors)$/) s += $(i + 1)} END {print s+0}' "$pylog")
+rm -f "$log" "$pylog"
+passed=$((passed + ${pyran:-0} - pyfailed))
+failed=$((failed + pyfailed))
 echo "$passed passed, $failed failed"
+[ "$pystatus" -eq 0 ] || exit "$pystatus"
 exit "$status"

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import struct
-from typing import Callable, Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -287,13 +287,13 @@ def read_layout(path: str) -> dict[str, list[int]]:
 
 
 def load_exact(module: torch.nn.Module, state: StateDict, *, what: str, tolerate: Iterable[str] = (),
-               rename: Optional[Callable[[str], Optional[str]]] = None, infinite_ok: Iterable[str] = ()) -> None:
+               prefixes: Sequence[tuple[str, str]] = (), infinite_ok: Iterable[str] = ()) -> None:
     """Copies `state` into `module` (float32), key by key.
 
     Every parameter and persistent buffer of the module must be in the checkpoint with its exact
     shape, and every checkpoint key must be used, except those matching a `tolerate` pattern
-    (fnmatch, e.g. 'modality_trunks.depth.*'). `rename` maps a checkpoint key to the module's key
-    (None drops it, as tolerated). NaN or ±inf in a tensor is damage, except in the keys listed in
+    (fnmatch, e.g. 'modality_trunks.depth.*'). `prefixes` renames: (checkpoint prefix, module prefix)
+    pairs, first match wins; other keys keep their names. Messages name checkpoint keys. NaN or ±inf in a tensor is damage, except in the keys listed in
     `infinite_ok` (an additive attention mask holds -inf by design). Raises CheckpointError naming
     each offending key.
     """
@@ -302,15 +302,21 @@ def load_exact(module: torch.nn.Module, state: StateDict, *, what: str, tolerate
     unexpected = []
     patterns = list(tolerate)
     infinite_ok = set(infinite_ok)
+    def swap(key: str, pairs) -> str:
+        for a, b in pairs:
+            if key.startswith(a):
+                return b + key[len(a):]
+        return key
+
     for key in state:
-        target = rename(key) if rename else key
-        if target is None or (target not in expected and any(fnmatch.fnmatchcase(key, p) for p in patterns)):
+        target = swap(key, prefixes)
+        if target not in expected and any(fnmatch.fnmatchcase(key, p) for p in patterns):
             continue
         if target not in expected:
             unexpected.append(state.prefix + key)
         else:
             provided[target] = key
-    missing = [k for k in expected if k not in provided]
+    missing = [swap(k, [(b, a) for a, b in prefixes]) for k in expected if k not in provided]
     misshaped = [f"{state.prefix}{provided[k]} is {list(state[provided[k]].shape)}, expected {list(v.shape)}"
                  for k, v in expected.items() if k in provided and tuple(state[provided[k]].shape) != tuple(v.shape)]
     problems = []

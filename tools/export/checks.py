@@ -21,6 +21,7 @@ from contract import ENCODER_OUTPUT, FLOAT32, INT64, PROJECTOR_INPUT, PROJECTOR_
 from parts import Expected
 
 TOLERANCE = 1e-4
+FP16_MIN_COSINE = 0.999  # float16 encoders against their float32 file, per row
 CHECK_ROWS = 3  # random batch for the checks; the export uses 2, so a baked-in batch size shows
 
 # Inputs of each preprocessing profile: docs/preprocessing.md's table, restated independently of
@@ -117,7 +118,12 @@ def torch_forward(module: torch.nn.Module, arrays) -> np.ndarray:
         return module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]).float().numpy()
 
 
-def _max_abs(a: np.ndarray, b: np.ndarray, what: str) -> float:
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.min(np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)))
+
+
+def max_abs(a: np.ndarray, b: np.ndarray, what: str) -> float:
     if a.shape != b.shape:
         raise CheckFailed(f"{what}: shapes {a.shape} and {b.shape} differ")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
@@ -146,16 +152,16 @@ def compare(path: str, exp: Export, product, *, seed: int, real: list[np.ndarray
                               f"expected [{b[0][1].shape[0]}, {width}]")
     want = torch_forward(exp.module, rand)
     figures = {"random_rows": CHECK_ROWS,
-               "random_max_abs": _max_abs(outputs[0], want, f"{path}: ONNX vs PyTorch (random inputs)"),
+               "random_max_abs": max_abs(outputs[0], want, f"{path}: ONNX vs PyTorch (random inputs)"),
                "batch1_vs_batchN_max_abs": max(
-                   _max_abs(outputs[1 + i], outputs[0][i:i + 1], f"{path}: batch 1 vs batch {CHECK_ROWS}")
+                   max_abs(outputs[1 + i], outputs[0][i:i + 1], f"{path}: batch 1 vs batch {CHECK_ROWS}")
                    for i in range(CHECK_ROWS)),
                "output_scale": float(np.max(np.abs(want))),
                "onnx_seconds_batch": seconds[0]}
     if real is not None:
         want_real = torch_forward(exp.module, real)
         figures["real_rows"] = int(real[0].shape[0])
-        figures["real_max_abs"] = _max_abs(outputs[-1], want_real, f"{path}: ONNX vs PyTorch (real inputs)")
+        figures["real_max_abs"] = max_abs(outputs[-1], want_real, f"{path}: ONNX vs PyTorch (real inputs)")
     failed = {k: v for k, v in figures.items() if k.endswith("_max_abs") and not v <= tolerance}
     if failed:
         raise CheckFailed(f"{path}: " + ", ".join(f"{k} {v:.3g}" for k, v in failed.items()) +
@@ -176,7 +182,7 @@ def compare_upstream(exp: Export, *, seed: int, real: list[np.ndarray] | None, t
             continue
         with torch.no_grad():
             theirs = upstream(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]).float().numpy()
-        figures[f"upstream_{label}_max_abs"] = _max_abs(torch_forward(exp.module, arrays), theirs,
+        figures[f"upstream_{label}_max_abs"] = max_abs(torch_forward(exp.module, arrays), theirs,
                                                         f"{exp.file}: ours vs upstream ({label})")
     failed = {k: v for k, v in figures.items() if not v <= tolerance}
     if failed:

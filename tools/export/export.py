@@ -263,18 +263,17 @@ class Run:
                 real = self.real_inputs(part, exp)
                 if self.args.verify_upstream:
                     entry["upstream"] = checks.compare_upstream(exp, seed=seed, real=real)
-                entry.update(onnx_files.write(exp, self.root, batch=EXPORT_BATCH * expected.rows_per_item,
-                                              seed=seed, fp16=False))
+                entry.update(onnx_files.write(exp, self.root, batch=EXPORT_BATCH * expected.rows_per_item, seed=seed))
                 path = os.path.join(self.root, rel)
                 entry["contract"] = checks.check_file(path, exp, expected)
                 t0 = time.time()
                 entry["checks"] = checks.compare(path, exp, self.product, seed=seed, real=real)
                 entry["check_seconds"] = round(time.time() - t0, 2)
+                if self.args.fp16 and not exp.is_projector:
+                    entry["fp16"] = self.to_fp16(exp, path, real)
                 entry["sha256"] = sha256_path(path)
                 if os.path.exists(path + ".data"):
                     entry["data_sha256"] = sha256_path(path + ".data")
-                if self.args.fp16 and not exp.is_projector:
-                    entry["fp16"] = self.write_fp16(exp, expected, real)
                 self.record["files"][rel] = entry
                 done.add(rel)
                 c = entry["checks"]
@@ -282,7 +281,9 @@ class Run:
                     f"max|onnx-torch| random {c['random_max_abs']:.1e}" +
                     (f" real {c['real_max_abs']:.1e}" if "real_max_abs" in c else "") +
                     f"  batch1 vs {checks.CHECK_ROWS} {c['batch1_vs_batchN_max_abs']:.1e}" +
-                    (f"  upstream {max(entry['upstream'].values()):.1e}" if "upstream" in entry else ""))
+                    (f"  upstream {max(entry['upstream'].values()):.1e}" if "upstream" in entry else "") +
+                    (f"  float16: max|fp16-fp32| random {entry['fp16']['random_max_abs_vs_fp32']:.1e}, "
+                     f"min cosine {min(v for k, v in entry['fp16'].items() if 'cosine' in k):.6f}" if "fp16" in entry else ""))
             except (checks.CheckFailed, ProductError) as e:
                 self.remove(rel)
                 self.fail(f"[{part.name}] {e}")
@@ -295,29 +296,26 @@ class Run:
         if absent:
             self.fail(f"[{part.name}] the module yielded no {', '.join(absent[:4])}{' …' if len(absent) > 4 else ''}")
 
-    def write_fp16(self, exp, expected: P.Expected, real) -> dict:
-        """The fp16 twin `<name>.fp16.onnx` and its error against the fp32 file on the same inputs."""
-        import copy
-        twin = copy.copy(exp)
-        twin.file = rel16 = os.path.splitext(exp.file)[0] + ".fp16.onnx"
-        facts = onnx_files.write(twin, self.root, batch=EXPORT_BATCH * expected.rows_per_item, seed=self.args.seed, fp16=True)
+    def to_fp16(self, exp, path: str, real) -> dict:
+        """Replaces the checked float32 file by its float16 conversion, measured against it."""
         rng = np.random.default_rng(self.args.seed + 3)
-        rand = list(exp.random_inputs(rng, checks.CHECK_ROWS))
         names = [i.name for i in exp.inputs]
-        feeds = [list(zip(names, rand))] + ([list(zip(names, real))] if real is not None else [])
-        o32, _ = self.product.run_onnx(os.path.join(self.root, exp.file), feeds)
-        o16, _ = self.product.run_onnx(os.path.join(self.root, rel16), feeds)
-        def cos(a, b):
-            a, b = a.astype(np.float64), b.astype(np.float64)
-            return float(np.min(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-        facts.update({"file": rel16, "random_max_abs_vs_fp32": float(np.max(np.abs(o16[0] - o32[0]))),
-                      "random_min_cosine_vs_fp32": cos(o16[0], o32[0])})
+        feeds = [list(zip(names, exp.random_inputs(rng, checks.CHECK_ROWS)))]
         if real is not None:
-            facts.update({"real_max_abs_vs_fp32": float(np.max(np.abs(o16[1] - o32[1]))),
-                          "real_min_cosine_vs_fp32": cos(o16[1], o32[1])})
-        log(f"  {rel16}  {facts['bytes'] / 2**20:.1f} MiB  max|fp16-fp32| random {facts['random_max_abs_vs_fp32']:.1e}"
-            + (f" real {facts['real_max_abs_vs_fp32']:.1e}" if real is not None else ""))
-        return facts
+            feeds.append(list(zip(names, real)))
+        o32, _ = self.product.run_onnx(path, feeds)
+        t0 = time.time()
+        onnx_files.convert_fp16(path)
+        o16, _ = self.product.run_onnx(path, feeds)
+        figures = {"convert_seconds": round(time.time() - t0, 2), "bytes": onnx_files.file_bytes(path)}
+        for label, a, b in zip(("random", "real"), o16, o32):
+            figures[f"{label}_max_abs_vs_fp32"] = checks.max_abs(a, b, f"{path}: float16 vs float32 ({label})")
+            figures[f"{label}_min_cosine_vs_fp32"] = checks.min_cosine(a, b)
+        worst = min(v for k, v in figures.items() if k.endswith("cosine_vs_fp32"))
+        if not worst >= checks.FP16_MIN_COSINE:
+            raise checks.CheckFailed(f"{path}: the float16 conversion drifts from float32 (cosine {worst:.6f} < "
+                                     f"{checks.FP16_MIN_COSINE}); export without --fp16")
+        return figures
 
     def fail(self, msg: str) -> None:
         self.failures.append(msg)
@@ -355,7 +353,9 @@ def main(argv=None) -> int:
     ap.add_argument("--freebind-cli", dest="freebind_cli", help="how to run the product's CLI (default: dotnet src/Consumers/bin/Release/net10.0/freebind.dll)")
     ap.add_argument("--verify-upstream", dest="verify_upstream", action="store_true",
                     help="also compare against upstream's own PyTorch forward (needs the upstream packages)")
-    ap.add_argument("--fp16", action="store_true", help="also write <encoder>.fp16.onnx (float16 inside, float32 I/O) and measure it against fp32")
+    ap.add_argument("--fp16", action="store_true",
+                    help="write the encoders with float16 weights and arithmetic (float32 inputs/outputs), for GPUs; "
+                         "each is checked in float32 first, then measured against it")
     ap.add_argument("--allow-pickle", dest="allow_pickle", action="store_true",
                     help="read checkpoints that store Python objects besides tensors (only files you trust)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random check inputs")
@@ -390,6 +390,7 @@ def main(argv=None) -> int:
             run.save_record()
         run.validate()
         run.save_record()
+        run.product.close()
     except (UsageError, ProductError, FileNotFoundError, ValueError) as e:
         log(f"error: {e}")
         return 2

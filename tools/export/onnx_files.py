@@ -46,13 +46,42 @@ def _set_shapes(model: onnx.ModelProto, exp: Export) -> None:
     out.dim[1].dim_value = exp.width
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Float16 weights and arithmetic, float32 at the boundary (see fp16.py)."""
+def _save(model: onnx.ModelProto, path: str) -> None:
+    """Saves atomically beside `path` (external data above INLINE_LIMIT) after onnx.checker."""
+    folder = os.path.dirname(path)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=folder)
+    try:
+        name = os.path.basename(path)
+        staged = os.path.join(tmp, name)
+        external = _weight_bytes(model) > INLINE_LIMIT
+        if external:
+            onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=name + ".data", size_threshold=1024)
+        else:
+            onnx.save_model(model, staged)
+        onnx.checker.check_model(staged, full_check=True)
+        if external:
+            os.replace(staged + ".data", path + ".data")
+        elif os.path.exists(path + ".data"):
+            os.remove(path + ".data")  # a stale data file of an earlier, larger export
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_bytes(path: str) -> int:
+    return os.path.getsize(path) + (os.path.getsize(path + ".data") if os.path.exists(path + ".data") else 0)
+
+
+def convert_fp16(path: str) -> None:
+    """Replaces the float32 file at `path` by its float16 twin (see fp16.py)."""
     from fp16 import convert
-    return convert(model)
+    model = onnx.load(path)
+    model = convert(model)
+    _save(model, path)
 
 
-def write(exp: Export, root: str, *, batch: int, seed: int, fp16: bool = False) -> dict:
+def write(exp: Export, root: str, *, batch: int, seed: int) -> dict:
     """Exports `exp` under `root`; returns facts for export.json (bytes, external data, seconds)."""
     path = os.path.join(root, exp.file)
     folder = os.path.dirname(path)
@@ -70,30 +99,11 @@ def write(exp: Export, root: str, *, batch: int, seed: int, fp16: bool = False) 
                               output_names=[exp.output], do_constant_folding=True,
                               dynamic_axes={**{n: {0: "batch"} for n in names}, exp.output: {0: "batch"}})
         model = onnx.load(raw)  # torch writes one file per tensor beside it above 2 GB; this gathers them
-        shutil.rmtree(tmp)
-        os.makedirs(tmp)
-        _set_shapes(model, exp)
-        if fp16:
-            model = to_fp16(model)
-        model.producer_name = "freebind tools/export"
-        weights = _weight_bytes(model)
-        name = os.path.basename(path)
-        staged = os.path.join(tmp, name)
-        external = weights > INLINE_LIMIT
-        if external:
-            onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=name + ".data", size_threshold=1024)
-        else:
-            onnx.save_model(model, staged)
-        del model
-        onnx.checker.check_model(staged, full_check=True)
-        if external:
-            os.replace(staged + ".data", path + ".data")
-        elif os.path.exists(path + ".data"):
-            os.remove(path + ".data")  # a stale data file of an earlier, larger export
-        os.replace(staged, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    size = os.path.getsize(path) + (os.path.getsize(path + ".data") if os.path.exists(path + ".data") else 0)
-    return {"bytes": size, "external_data": os.path.basename(path) + ".data" if os.path.exists(path + ".data") else None,
-            "export_batch": batch, "fp16": fp16, "export_seconds": round(time.time() - t0, 2)}
+    _set_shapes(model, exp)
+    model.producer_name = "freebind tools/export"
+    _save(model, path)
+    del model
+    return {"bytes": file_bytes(path), "external_data": os.path.basename(path) + ".data" if os.path.exists(path + ".data") else None,
+            "export_batch": batch, "export_seconds": round(time.time() - t0, 2)}

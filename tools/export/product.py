@@ -37,6 +37,8 @@ class Product:
         self.env = dict(os.environ, Onnx__ExecutionProvider="cpu",
                         Spaces__ManifestDirectory=os.path.abspath(spaces_dir), DOTNET_NOLOGO="1",
                         Logging__LogLevel__Default="Warning")
+        self._serve: subprocess.Popen | None = None
+        self._serve_log = None
 
     def _run(self, args: Sequence[str], what: str) -> str:
         p = subprocess.run(self.argv + list(args), env=self.env, capture_output=True, text=True)
@@ -45,6 +47,21 @@ class Product:
             detail = next((l for l in lines if l.startswith("error:")), lines[-1] if lines else "no output")
             raise ProductError(f"{what}: {detail}")
         return p.stdout
+
+    def _server(self) -> subprocess.Popen:
+        # One `onnx-run --serve` process answers every model of the export (a process per file
+        # would cost a runtime start each).
+        if self._serve is None or self._serve.poll() is not None:
+            self._serve_log = tempfile.TemporaryFile(mode="w+")
+            self._serve = subprocess.Popen(self.argv + ["onnx-run", "--serve"], env=self.env, text=True,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._serve_log)
+        return self._serve
+
+    def close(self) -> None:
+        if self._serve is not None and self._serve.poll() is None:
+            self._serve.stdin.close()
+            self._serve.wait(timeout=60)
+        self._serve = None
 
     def run_onnx(self, model: str, batches: Sequence[Sequence[tuple[str, np.ndarray]]]) -> tuple[list[np.ndarray], list[float]]:
         """Runs `model` once per batch (one session); returns each first output and its run time."""
@@ -57,16 +74,19 @@ class Product:
                     np.save(p, np.ascontiguousarray(array))
                     inputs[name] = p
                 runs.append({"inputs": inputs, "output": os.path.join(tmp, f"{b}.out.npy")})
-            spec = os.path.join(tmp, "runs.json")
-            with open(spec, "w", encoding="utf-8") as f:
-                json.dump(runs, f)
-            out = self._run(["onnx-run", "--model", model, "--runs", spec], f"ONNX Runtime on {model}")
-            seconds = {}
-            for line in out.splitlines():
-                if line.startswith("{") and '"run"' in line:
-                    r = json.loads(line)
-                    seconds[r["run"]] = r["seconds"]
-            return [np.load(r["output"]) for r in runs], [seconds.get(i, float("nan")) for i in range(len(runs))]
+            server = self._server()
+            server.stdin.write(json.dumps({"model": os.path.abspath(model), "runs": runs}) + "\n")
+            server.stdin.flush()
+            line = server.stdout.readline()
+            if not line:
+                self._serve_log.seek(0)
+                tail = [l for l in self._serve_log.read().splitlines() if l.strip()][-3:]
+                self._serve = None
+                raise ProductError(f"ONNX Runtime on {model}: the product's runner stopped ({' '.join(tail) or 'no output'})")
+            answer = json.loads(line)
+            if not answer.get("ok"):
+                raise ProductError(f"ONNX Runtime on {model}: {answer.get('error')}")
+            return [np.load(r["output"]) for r in runs], list(answer["seconds"])
 
     def preprocess(self, profile: str, tokenizers: Sequence[str], item: str, input_names: Sequence[str]) -> list[np.ndarray]:
         """The tensors the product feeds the model for one media file (or text), one per input."""

@@ -146,7 +146,7 @@ class Text(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.trunk(self.token_embedding(input_ids) + self.pos_embed, self.mask)
         eot = input_ids.argmax(dim=-1)  # EOT 49407 is the largest id
-        x = x.gather(1, eot[:, None, None].expand(-1, 1, x.shape[-1])).squeeze(1)
+        x = x.gather(1, eot[:, None, None].expand(-1, 1, x.shape[-1]))[:, 0]
         return F.normalize(self.head_proj(self.head_norm(x)), dim=-1) * _logit_scale(self.log_logit_scale)
 
 
@@ -170,7 +170,7 @@ class Audio(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoint layout: upstream key prefix → our module's, per modality (first match wins)
+# Checkpoint layout: upstream key prefix → our module's, per modality (first match wins; checkpoints.load_exact)
 
 LAYOUT = {
     "vision": [("modality_preprocessors.vision.rgbt_stem.proj.1.", "patch_embed."),
@@ -196,17 +196,6 @@ LAYOUT = {
               ("modality_heads.audio.2.", "head_proj."),
               ("modality_postprocessors.audio.1.log_logit_scale", "log_logit_scale")],
 }
-
-
-def _rename(modality: str):
-    pairs = LAYOUT[modality]
-
-    def rename(key: str) -> str:
-        for ours_from, ours_to in pairs:
-            if key.startswith(ours_from):
-                return ours_to + key[len(ours_from):]
-        return key  # not ours: unexpected unless tolerated
-    return rename
 
 
 def _others(modality: str, extra: Sequence[str] = ()) -> list[str]:
@@ -254,7 +243,7 @@ def build(state: C.StateDict, modality: str, what: str, tolerate: Sequence[str] 
         grid = ((128 - kernel) // 10 + 1) * ((204 - kernel) // 10 + 1) + 1
         if tokens != grid:
             raise C.CheckpointError(f"'{state.source}': {tokens} audio positions, expected {grid} for a [1,128,204] fbank")
-    C.load_exact(module, state, what=what, tolerate=_others(modality, tolerate), rename=_rename(modality),
+    C.load_exact(module, state, what=what, tolerate=_others(modality, tolerate), prefixes=LAYOUT[modality],
                  infinite_ok=["modality_preprocessors.text.mask"])  # the causal mask: -inf above the diagonal
     module.eval()
     return module
@@ -292,7 +281,7 @@ def _export(module: nn.Module, modality: str, file: str, upstream) -> Export:
     trunk = module.trunk
     facts = {"blocks": len(trunk.blocks), "width": trunk.blocks[0].attn.out_proj.in_features,
              "heads": trunk.blocks[0].attn.heads}
-    if hasattr(module, "log_logit_scale"):
+    if hasattr(module, "log_logit_scale") and not module.log_logit_scale.is_meta:
         facts["logit_scale"] = float(_logit_scale(module.log_logit_scale.detach()))
     return Export(file=file, module=module, inputs=inputs, width=module.head_proj.out_features, profile=profile,
                   random_inputs=rand, upstream=upstream, facts=facts)

@@ -1,0 +1,1 @@
+"""Tests of tools/export (stdlib unittest; run by scripts/test.sh)."""

@@ -1,0 +1,99 @@
+"""What the user sees when an input is wrong: one line naming the file and the remedy, nothing written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+from tests import support
+
+from models import imagebind, projector  # noqa: E402
+
+DIMS = {"vision": (80, 1), "text": (64, 1), "audio": (64, 1)}
+
+
+class InputErrors(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        support.require_environment()
+        cls.dir = tempfile.mkdtemp(prefix="export-errors-", dir=support.WORK if os.path.isdir(support.WORK) else None)
+        cls.good = os.path.join(cls.dir, "imagebind_huge.pth")
+        cls.state = imagebind.random_state(np.random.default_rng(5), **DIMS)
+        torch.save(cls.state, cls.good)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def export(self, checkpoint: str, *extra: str):
+        out = tempfile.mkdtemp(prefix="root-", dir=self.dir)
+        p = support.run_export("--imagebind", checkpoint, "--clip-bpe", support.CLIP_BPE, "--out", out,
+                               "--only", "imagebind", "--media", support.MEDIA, *extra)
+        return p, out
+
+    def assertNothingWritten(self, out: str):
+        written = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "encoders")) for f in fs]
+        self.assertEqual(written, [])
+
+    def error_line(self, p) -> str:
+        lines = [l for l in p.stdout.splitlines() if l.startswith("error: ")]
+        self.assertEqual(len(lines), 1, p.stdout + p.stderr)
+        self.assertNotIn("Traceback", p.stdout + p.stderr)
+        return lines[0]
+
+    def test_a_corrupted_checkpoint(self):
+        with open(self.good, "rb") as f:
+            data = f.read()
+        cut = os.path.join(self.dir, "cut.pth")
+        with open(cut, "wb") as f:
+            f.write(data[: len(data) * 2 // 3])
+        p, out = self.export(cut)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(self.error_line(p), r"^error: \[imagebind\] '.*cut\.pth' cannot be read as a PyTorch checkpoint "
+                                             r"\(.*\): it is damaged or truncated, download it again$")
+        self.assertNothingWritten(out)
+
+    def test_a_wrong_file(self):
+        wrong = os.path.join(self.dir, "best.pt")
+        torch.save(projector.random_projector(512, 1024, np.random.default_rng(1), hidden=32).state_dict(), wrong)
+        p, out = self.export(wrong)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(self.error_line(p), r"'.*best\.pt' is not ImageBind-huge \(imagebind_huge\.pth\): it has no "
+                                             r"'modality_trunks\.vision\.blocks\.0\.attn\.in_proj_weight' \(its keys start with Head2\)")
+        self.assertNothingWritten(out)
+
+    def test_a_missing_key(self):
+        state = dict(self.state)
+        del state["modality_heads.text.proj.0.bias"]
+        holed = os.path.join(self.dir, "holed.pth")
+        torch.save(state, holed)
+        p, out = self.export(holed)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("does not fit ImageBind-huge (imagebind_huge.pth): missing modality_heads.text.proj.0.bias", self.error_line(p))
+        # the encoders before text were exported and checked; text was not written
+        self.assertFalse(os.path.exists(os.path.join(out, "encoders/imagebind/text.onnx")))
+
+    def test_a_path_that_does_not_exist(self):
+        p, out = self.export(os.path.join(self.dir, "nope.pth"))
+        self.assertEqual(p.returncode, 2)
+        self.assertRegex(self.error_line(p), r"^error: --imagebind .*nope\.pth: no such file or folder$")
+
+    def test_an_explicit_part_without_its_input(self):
+        p = support.run_export("--out", os.path.join(self.dir, "x"), "--only", "clap-music")
+        self.assertEqual(p.returncode, 2)
+        self.assertRegex(self.error_line(p), r"^error: \[clap-music\] --clap-music, --roberta not given: skipping 4 files; "
+                                             r"spaces left out: imagebind\+\+, internvl-ib\+\+, internvl-ib-ft\+\+$")
+
+    def test_an_unknown_part(self):
+        p = support.run_export("--out", os.path.join(self.dir, "x"), "--only", "imagebind,clip")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--only clip: unknown part; parts are imagebind, imagebind-audio-ft, projectors", self.error_line(p))
+
+
+if __name__ == "__main__":
+    unittest.main()
