@@ -151,15 +151,29 @@ start_redis() {
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
       --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy allkeys-lru \
       --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-    for _ in $(seq 50); do redis_running && break; sleep 0.1; done
-    redis_running || { log "redis did not start, see $REDIS_DIR/redis.log"; exit 1; }
+    # Waits on the condition, with a deadline generous enough for a loaded 2-core machine.
+    for _ in $(seq 600); do redis_running && break; sleep 0.1; done
+    redis_running || { log "redis did not answer within 60 s, see $REDIS_DIR/redis.log"; exit 1; }
   fi
   log "redis on 127.0.0.1:$REDIS_PORT"
 }
 
+# The pidfile's process, if it is still a redis-server (a stale pidfile's number may be reused).
+redis_pid_alive() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]; }
+
 stop_redis() {
+  local pid=""
+  [ -f "$REDIS_DIR/redis.pid" ] && pid=$(cat "$REDIS_DIR/redis.pid" 2>/dev/null || true)
   if redis_running; then redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
-  for _ in $(seq 50); do redis_running || break; sleep 0.1; done
+  # Stopped means the process is gone, not only that it stopped answering: a start right after
+  # must not race the old server for the port.
+  for _ in $(seq 600); do
+    if ! redis_running && ! redis_pid_alive "$pid"; then break; fi
+    sleep 0.1
+  done
+  if redis_running || redis_pid_alive "$pid"; then
+    log "redis on port $REDIS_PORT did not stop within 60 s"; exit 1
+  fi
   log "redis stopped"
 }
 

@@ -75,19 +75,39 @@ public sealed class EmbeddingCacheTests : RedisTestBase
         Assert.Equal(TestData.Vector(2, Dim), await cache.TryGetAsync(Key(version: "imagebind@sha256:two"), Dim));
     }
 
+    /// <summary>
+    /// No fixed sleep: a loaded machine may take longer than the TTL between two calls. What is
+    /// checked is only what the clock allows: the entry is there while less than the TTL has passed
+    /// since before the write, is gone once a lookup comes back empty (waited for, up to 30 s), and
+    /// that lookup did not come before the TTL.
+    /// </summary>
     [Fact]
     public async Task Entries_expire_after_the_ttl()
     {
-        var cache = Cache(ttl: TimeSpan.FromSeconds(1));
+        var limit = TimeSpan.FromSeconds(2);
+        var cache = Cache(ttl: limit);
+        var sinceBeforeWrite = Stopwatch.StartNew();
         await cache.SetAsync(Key(content: "ttl"), TestData.Vector(1, Dim));
 
         var ttl = await cache.TimeToLiveAsync(Key(content: "ttl"));
-        Assert.NotNull(ttl);
-        Assert.InRange(ttl.Value, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(1));
-        Assert.NotNull(await cache.TryGetAsync(Key(content: "ttl"), Dim));
+        var hit = await cache.TryGetAsync(Key(content: "ttl"), Dim);
+        if (sinceBeforeWrite.Elapsed < limit)
+        {
+            Assert.NotNull(ttl);
+            Assert.InRange(ttl.Value, TimeSpan.FromMilliseconds(1), limit);
+            Assert.NotNull(hit);
+        }
 
-        await Task.Delay(1500);
-        Assert.Null(await cache.TryGetAsync(Key(content: "ttl"), Dim));
+        float[]? last = hit;
+        while (last is not null && sinceBeforeWrite.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(100);
+            last = await cache.TryGetAsync(Key(content: "ttl"), Dim);
+        }
+        var goneAt = sinceBeforeWrite.Elapsed;
+        Assert.Null(last);
+        // Redis counts the TTL from when it ran the write, which is after the stopwatch started.
+        Assert.True(goneAt >= limit - TimeSpan.FromMilliseconds(50), $"the entry was gone after {goneAt}, before its TTL of {limit}");
     }
 
     [Fact]
@@ -118,6 +138,10 @@ public sealed class EmbeddingCacheOutageTests : RedisTestBase
 {
     private const int CacheDownEvent = 4030;
     private const int CacheRecoveredEvent = 4031;
+    private static readonly TimeSpan OperationTimeout = new CacheOptions().OperationTimeout;
+    private static readonly TimeSpan Slack = TimeSpan.FromSeconds(3);
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     [Fact]
     public async Task Redis_outage_degrades_to_misses_logged_once_then_recovers()
@@ -131,15 +155,21 @@ public sealed class EmbeddingCacheOutageTests : RedisTestBase
         await ServiceEnvironment.RunScriptAsync("stop-redis");
         try
         {
-            var sw = Stopwatch.StartNew();
+            // Each call is bounded by the operation timeout (500 ms); the slack is for a loaded
+            // machine's scheduling, far below what a call waiting on connect retries would take.
+            var slowest = TimeSpan.Zero;
             for (var i = 0; i < 20; i++)
             {
+                var call = Stopwatch.StartNew();
                 Assert.Null(await cache.TryGetAsync(Key(content: "outage"), Dim));
+                slowest = Max(slowest, call.Elapsed);
+                call.Restart();
                 await cache.SetAsync(Key(content: "outage-" + i), vector);
+                slowest = Max(slowest, call.Elapsed);
             }
             Assert.True(cache.IsDegraded);
             Assert.Equal(1, logger.Count(CacheDownEvent));
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"40 calls against a stopped Redis took {sw.Elapsed}");
+            Assert.True(slowest < OperationTimeout + Slack, $"a call against a stopped Redis took {slowest}");
         }
         finally
         {
@@ -149,7 +179,7 @@ public sealed class EmbeddingCacheOutageTests : RedisTestBase
         // The restarted Redis is empty (no persistence): the cache works again once it reconnects.
         var recovered = Stopwatch.StartNew();
         float[]? hit = null;
-        while (hit is null && recovered.Elapsed < TimeSpan.FromSeconds(20))
+        while (hit is null && recovered.Elapsed < TimeSpan.FromSeconds(60))
         {
             await cache.SetAsync(Key(content: "after"), vector);
             hit = await cache.TryGetAsync(Key(content: "after"), Dim);
@@ -173,17 +203,21 @@ public sealed class EmbeddingCacheOutageTests : RedisTestBase
         admin.AllowAdmin = true;
         // Kept open until the pause ends: closing it sends a command the pause would hold.
         await using var adminConnection = await ConnectionMultiplexer.ConnectAsync(admin);
-        await adminConnection.GetServer(adminConnection.GetEndPoints()[0]).ExecuteAsync("CLIENT", "PAUSE", "3000", "ALL");
+        // Paused far longer than the operation timeout plus slack, so waiting the pause out
+        // cannot pass for timing out.
+        var pause = Stopwatch.StartNew();
+        await adminConnection.GetServer(adminConnection.GetEndPoints()[0]).ExecuteAsync("CLIENT", "PAUSE", "10000", "ALL");
 
         var sw = Stopwatch.StartNew();
         var during = await cache.TryGetAsync(Key(content: "hung"), Dim);
         sw.Stop();
 
         Assert.Null(during);
-        Assert.True(sw.Elapsed < TimeSpan.FromMilliseconds(1500), $"a hung Redis held the lookup {sw.Elapsed}");
+        Assert.True(sw.Elapsed < OperationTimeout + Slack, $"a hung Redis held the lookup {sw.Elapsed}");
+        Assert.True(pause.Elapsed < TimeSpan.FromSeconds(10), $"the pause ended before the lookup returned ({pause.Elapsed}): the test proved nothing");
         Assert.Equal(1, logger.Count(CacheDownEvent));
         float[]? after = null;
-        for (var i = 0; i < 50 && after is null; i++)
+        while (after is null && pause.Elapsed < TimeSpan.FromSeconds(60))
         {
             await Task.Delay(200);
             after = await cache.TryGetAsync(Key(content: "hung"), Dim);

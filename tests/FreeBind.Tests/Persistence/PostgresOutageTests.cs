@@ -32,13 +32,14 @@ public sealed class PostgresOutageTests
         // What a worker retries on: connection refused or a pooled connection cut by the shutdown.
         Assert.True(failure.IsTransient, $"not transient: {failure.GetType().Name} {failure.Message}");
         WriteResult? written = null;
-        for (var attempt = 1; written is null; attempt++)
+        var retrying = System.Diagnostics.Stopwatch.StartNew();
+        while (written is null)
         {
             try
             {
                 written = await store.WriteBatchAsync(v, during);
             }
-            catch (NpgsqlException ex) when (ex.IsTransient && attempt < 20)
+            catch (NpgsqlException ex) when (ex.IsTransient && retrying.Elapsed < TimeSpan.FromSeconds(60))
             {
                 await Task.Delay(250); // pooled connections broken by the restart are discarded as they fail
             }
