@@ -46,4 +46,7 @@ internal static partial class Log
 
     [LoggerMessage(4032, LogLevel.Warning, "Cached value for {Key} has {Bytes} bytes, expected {Expected}; ignored")]
     public static partial void CacheValueMalformed(ILogger logger, string key, int bytes, int expected);
+
+    [LoggerMessage(4040, LogLevel.Debug, "Backfill into {Version}: {Written} written, {Present} already there, {Superseded} superseded by live writes")]
+    public static partial void BackfillWritten(ILogger logger, string version, int written, int present, int superseded);
 }

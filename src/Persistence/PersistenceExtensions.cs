@@ -66,6 +66,9 @@ public static class PersistenceExtensions
         services.AddSingleton<SpaceIndexBuilder>();
         services.AddSingleton<VectorSearch>();
         services.AddSingleton<VerificationStore>();
+        services.AddSingleton<BackfillReader>();
+        services.AddSingleton<BackfillWriter>();
+        services.AddSingleton<RunFailures>();
         services.AddSingleton<EmbeddingStore>();
         services.AddSingleton<TagVocabularyStore>();
 

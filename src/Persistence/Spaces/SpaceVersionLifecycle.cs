@@ -186,6 +186,14 @@ public sealed class SpaceVersionLifecycle(NpgsqlDataSource dataSource, IOptions<
     internal static SpaceVersionException EndedError(SpaceVersion version) => new(SpaceVersionRefusal.Ended,
         $"version {version.Key} is {SpaceCatalog.Name(version.State)} and its vectors are gone; publish its manifest again to rebuild it");
 
+    /// <summary>The error for a version whose table was found missing, with its state as stored now.</summary>
+    internal static async Task<SpaceVersionException> VanishedAsync(NpgsqlDataSource dataSource, SpaceVersion version)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        var now = await SpaceVersionRows.FindAsync(connection, null, "id = $1", [version.Id], CancellationToken.None);
+        return EndedError(now is { HasTable: false } ? now : version with { State = SpaceVersionState.Dropped });
+    }
+
     private double Retention => options.Value.Retention.TotalSeconds;
 
     private async Task<StateChange> EndAsync(
