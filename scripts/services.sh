@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Local services for the tests and the demo: PostgreSQL 15 + pgvector and Redis, on loopback ports,
-# with their data under the repo's .work/services (nothing system-wide is started or configured).
+# Local services for the tests and the demo: PostgreSQL 15 + pgvector, Redis and RabbitMQ, on
+# loopback ports, with their data under the repo's .work/services (nothing system-wide is started
+# or configured).
 #
-#   scripts/services.sh start          install what is missing (apt), start both
-#   scripts/services.sh stop           stop both
-#   scripts/services.sh env            print `export FREEBIND_PG=... FREEBIND_REDIS=...` (eval it)
+#   scripts/services.sh start          install what is missing (apt), start all three
+#   scripts/services.sh stop           stop all three
+#   scripts/services.sh env            print `export FREEBIND_PG=... FREEBIND_REDIS=... FREEBIND_RABBITMQ=...` (eval it)
 #   scripts/services.sh status         say what is running
-#   scripts/services.sh stop-postgres|start-postgres|stop-redis|start-redis   (fault tests)
+#   scripts/services.sh stop-postgres|start-postgres|stop-redis|start-redis|stop-rabbitmq|start-rabbitmq   (fault tests)
 #
-# Ports: $FREEBIND_PG_PORT (55432) and $FREEBIND_REDIS_PORT (56379); Redis memory cap
-# $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache). Idempotent and re-runnable.
+# Ports: $FREEBIND_PG_PORT (55432), $FREEBIND_REDIS_PORT (56379) and $FREEBIND_RABBITMQ_PORT (55672,
+# AMQP); Redis memory cap $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache).
+# RabbitMQ's node name, Erlang distribution port, private epmd port and CLI ports derive from its
+# AMQP port (see start_rabbitmq), so two checkouts never share a node. Idempotent and re-runnable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +24,10 @@ PG_DIR="$SVC/pg"
 PG_DB=freebind
 REDIS_DIR="$SVC/redis"
 REDIS_MAXMEMORY="${FREEBIND_REDIS_MAXMEMORY:-256mb}"
+RABBIT_PORT="${FREEBIND_RABBITMQ_PORT:-55672}"
+RABBIT_DIR="$SVC/rabbitmq-$RABBIT_PORT"
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+RABBIT_NODE="freebind-$RABBIT_PORT@localhost"
 EXTRA_SOURCES=/etc/apt/sources.list.d/freebind-trixie-src.sources
 
 log() { echo "services: $*" >&2; }
@@ -101,6 +108,7 @@ install_all() {
   apt_install postgresql-15
   install_pgvector
   apt_install redis-server
+  apt_install rabbitmq-server
 }
 
 # The cluster lives in .work/services/pg unless the postgres user cannot reach it (a checkout under
@@ -177,22 +185,80 @@ stop_redis() {
   log "redis stopped"
 }
 
+# RabbitMQ runs from Debian's scripts with everything private to this checkout and port: node name,
+# data and logs, Erlang cookie (HOME), the distribution port (AMQP+1000), an own epmd (AMQP+2000,
+# so the machine's epmd on 4369 is neither needed nor touched) and the CLI tools' ports
+# (AMQP+3000..+3009). It runs as the calling user; the package's system service is not used.
+rabbit_env() {
+  env HOME="$RABBIT_DIR" \
+    RABBITMQ_NODENAME="$RABBIT_NODE" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$RABBIT_PORT" \
+    RABBITMQ_DIST_PORT="$((RABBIT_PORT + 1000))" \
+    ERL_EPMD_PORT="$((RABBIT_PORT + 2000))" \
+    ERL_EPMD_ADDRESS=127.0.0.1 \
+    RABBITMQ_CTL_DIST_PORT_MIN="$((RABBIT_PORT + 3000))" \
+    RABBITMQ_CTL_DIST_PORT_MAX="$((RABBIT_PORT + 3009))" \
+    RABBITMQ_CONF_ENV_FILE="$RABBIT_DIR/rabbitmq-env.conf" \
+    RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins" \
+    RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia" \
+    RABBITMQ_LOG_BASE="$RABBIT_DIR/log" \
+    RABBITMQ_PID_FILE="$RABBIT_DIR/rabbitmq.pid" \
+    "$@"
+}
+
+rabbit_running() { rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" status >/dev/null 2>&1; }
+
+start_rabbitmq() {
+  mkdir -p "$RABBIT_DIR/log" "$RABBIT_DIR/mnesia"
+  : >"$RABBIT_DIR/rabbitmq-env.conf"
+  [ -f "$RABBIT_DIR/enabled_plugins" ] || echo '[].' >"$RABBIT_DIR/enabled_plugins"
+  # The guest user stays loopback-only (the default); no disk alarm on small CI disks.
+  printf 'loopback_users.guest = true\ndisk_free_limit.absolute = 50MB\n' >"$RABBIT_DIR/rabbitmq.conf"
+  if ! rabbit_running; then
+    (cd "$RABBIT_DIR" && rabbit_env setsid "$RABBIT_BIN/rabbitmq-server" >"$RABBIT_DIR/log/console.log" 2>&1 </dev/null & echo $! >"$RABBIT_DIR/server.pid")
+    local started=0
+    for _ in $(seq 60); do
+      if rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" await_startup --timeout 2 >/dev/null 2>&1; then started=1; break; fi
+      kill -0 "$(cat "$RABBIT_DIR/server.pid")" 2>/dev/null || break   # the server gave up: say why at once
+      sleep 1
+    done
+    if [ "$started" -eq 0 ]; then
+      log "rabbitmq did not start: $(cat "$RABBIT_DIR"/log/*.log 2>/dev/null | grep -m1 -E "ERROR|\[error\]" | cut -c1-200 || echo "no error logged") (see $RABBIT_DIR/log)"
+      exit 1
+    fi
+  fi
+  log "rabbitmq on 127.0.0.1:$RABBIT_PORT (node $RABBIT_NODE)"
+}
+
+stop_rabbitmq() {
+  if rabbit_running; then rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" stop "$RABBIT_DIR/rabbitmq.pid" >/dev/null 2>&1 || true; fi
+  # The node's private epmd outlives it; end it too so nothing of this checkout stays behind.
+  rabbit_env epmd -port "$((RABBIT_PORT + 2000))" -kill >/dev/null 2>&1 || true
+  log "rabbitmq stopped"
+}
+
 print_env() {
   # The ports too, so stop-/start- subcommands run from that shell (the fault tests) find the same services.
-  echo "export FREEBIND_PG_PORT=$PG_PORT FREEBIND_REDIS_PORT=$REDIS_PORT"
+  echo "export FREEBIND_PG_PORT=$PG_PORT FREEBIND_REDIS_PORT=$REDIS_PORT FREEBIND_RABBITMQ_PORT=$RABBIT_PORT"
   echo "export FREEBIND_PG='Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=$PG_DB'"
   echo "export FREEBIND_REDIS='127.0.0.1:$REDIS_PORT'"
+  echo "export FREEBIND_RABBITMQ='amqp://guest:guest@127.0.0.1:$RABBIT_PORT/'"
 }
 
 case "${1:-}" in
-  start)          install_all; start_postgres; start_redis ;;
-  stop)           stop_postgres; stop_redis ;;
+  start)          install_all; start_postgres; start_redis; start_rabbitmq ;;
+  stop)           stop_postgres; stop_redis; stop_rabbitmq ;;
   env)            print_env ;;
   status)         pg_running && echo "postgres: running" || echo "postgres: stopped"
-                  redis_running && echo "redis: running" || echo "redis: stopped" ;;
+                  redis_running && echo "redis: running" || echo "redis: stopped"
+                  rabbit_running && echo "rabbitmq: running" || echo "rabbitmq: stopped" ;;
   start-postgres) start_postgres ;;
   stop-postgres)  stop_postgres ;;
   start-redis)    start_redis ;;
   stop-redis)     stop_redis ;;
-  *) echo "usage: $0 start|stop|env|status|start-postgres|stop-postgres|start-redis|stop-redis" >&2; exit 2 ;;
+  start-rabbitmq) start_rabbitmq ;;
+  stop-rabbitmq)  stop_rabbitmq ;;
+  *) echo "usage: $0 start|stop|env|status|start-postgres|stop-postgres|start-redis|stop-redis|start-rabbitmq|stop-rabbitmq" >&2; exit 2 ;;
 esac

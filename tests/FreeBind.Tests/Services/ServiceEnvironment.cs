@@ -17,6 +17,9 @@ internal static class ServiceEnvironment
     /// <summary>Redis endpoint of the test instance ($FREEBIND_REDIS).</summary>
     public static string Redis => Require("FREEBIND_REDIS");
 
+    /// <summary>AMQP URI of the test RabbitMQ node ($FREEBIND_RABBITMQ).</summary>
+    public static Uri RabbitMq => new(Require("FREEBIND_RABBITMQ"));
+
     private static string Require(string name) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
             ? value
