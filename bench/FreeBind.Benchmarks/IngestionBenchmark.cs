@@ -24,9 +24,9 @@ internal static class IngestionBenchmark
           --rounds R          rounds of (end to end, ceilings, naive), default 3
           --naive-seconds S   timed seconds of the naive consumer per round (it stops earlier after N), default 5
           --cache-items N     items for the miss/hit latency, default 200
-          --set KEY=VALUE     worker setting for every end-to-end case (configuration key, e.g. Kafka:WriteBatch=512)
+          --set KEY=VALUE     worker setting for every end-to-end case (configuration key, e.g. Ingestion:WriteBatch=512)
           --variant NAME:K=V[,K=V…]  an extra end-to-end case with these settings (repeatable)
-          --no-investigate    skip the built-in variants (deeper in-flight window, larger write batches, one ORT thread, Unnest)
+          --no-investigate    skip the built-in variants (deeper in-flight window, smaller write batches, one write lane, one ORT thread)
           --images N          also time N image events (file:// URIs), 0 to skip, default 300
           --media DIR         BBQ/toilet/train .jpeg (default: $FREEBIND_SHARED or ../shared, media/freebind-samples)
           --no-hits           skip the all-cache-hits end-to-end phase
@@ -44,14 +44,10 @@ internal static class IngestionBenchmark
     // Settings that bear on where the time goes, tried by configuration only, every round.
     private static readonly (string Name, Dictionary<string, string?> Settings)[] Investigation =
     [
-        ("in flight 2048", new() { ["Kafka:MaxInFlight"] = "2048", ["Kafka:ResumeInFlight"] = "1024" }),
-        ("write batch 1024, in flight 2048", new() { ["Kafka:WriteBatch"] = "1024", ["Kafka:MaxInFlight"] = "2048", ["Kafka:ResumeInFlight"] = "1024" }),
-        ("Unnest", new() { ["Persistence:WriteStrategy"] = "Unnest" }),
+        ("in flight 4096", new() { ["Ingestion:MaxInFlight"] = "4096", ["Ingestion:ResumeInFlight"] = "3072" }),
+        ("write batch 512", new() { ["Ingestion:WriteBatch"] = "512" }),
+        ("1 write lane", new() { ["Ingestion:WriteLanes"] = "1" }),
         ("1 ORT thread", new() { ["Onnx:IntraOpThreads"] = "1" }),
-        ("write batch 1024, in flight 4096, Unnest", new()
-        {
-            ["Kafka:WriteBatch"] = "1024", ["Kafka:MaxInFlight"] = "4096", ["Kafka:ResumeInFlight"] = "3072", ["Persistence:WriteStrategy"] = "Unnest",
-        }),
     ];
 
     /// <summary>Entry point of the subcommand; <paramref name="args"/> excludes the word <c>ingestion</c>.</summary>
@@ -124,7 +120,7 @@ internal static class IngestionBenchmark
     }
 
     private static int WriteBatch(Dictionary<string, string?> settings) =>
-        settings.TryGetValue("Kafka:WriteBatch", out var v) && v is not null ? int.Parse(v, CultureInfo.InvariantCulture) : new IngestionOptions().WriteBatch;
+        settings.TryGetValue("Ingestion:WriteBatch", out var v) && v is not null ? int.Parse(v, CultureInfo.InvariantCulture) : new IngestionOptions().WriteBatch;
 
     private static (string Key, string Value) KeyValue(string s)
     {
@@ -198,8 +194,8 @@ internal static class IngestionBenchmark
                 r.CeilingParity.Add(await CopyCeiling.ParityAsync(ctx, rows!));
                 r.CeilingBare.Add(await CopyCeiling.EmbeddingsOnlyAsync(ctx, rows!, index: false));
                 Log($"  COPY ceiling: {r.CeilingIndexed[^1]:F0} rows/s (same table, HNSW), {r.CeilingParity[^1]:F0} (media+embeddings+atoms), {r.CeilingBare[^1]:F0} (no index)");
-                r.StoreCopyMerge.Add(await StoreOnly.RunAsync(ctx, rows!, WriteStrategy.CopyMerge, WriteBatch(o.Settings)));
-                r.StoreUnnest.Add(await StoreOnly.RunAsync(ctx, rows!, WriteStrategy.Unnest, WriteBatch(o.Settings)));
+                r.StoreCopyMerge.Add(await StoreOnly.RunAsync(ctx, rows!, copyMerge: true, WriteBatch(o.Settings)));
+                r.StoreUnnest.Add(await StoreOnly.RunAsync(ctx, rows!, copyMerge: false, WriteBatch(o.Settings)));
                 Log($"  store only: {r.StoreCopyMerge[^1]:F0} items/s (CopyMerge), {r.StoreUnnest[^1]:F0} (Unnest)");
                 var naive = await NaiveConsumer.RunAsync(ctx, Math.Min(50, o.Warmup), o.Events, o.NaiveSeconds);
                 r.Naive.Add(naive);
@@ -207,7 +203,7 @@ internal static class IngestionBenchmark
                 if (images is not null && round == 1)
                 {
                     var img = await EndToEndCase.RunAsync(ctx, "images",
-                        new Dictionary<string, string?>(o.Settings) { ["Kafka:AllowedFileRoots:0"] = imageDir },
+                        new Dictionary<string, string?>(o.Settings) { ["Content:AllowedFileRoots:0"] = imageDir },
                         Math.Max(10, o.Images / 10), o.Images, hits: false, keepRows: false, images);
                     r.Images.Add(img);
                     Log($"  images end to end: {img.Miss.EventsPerSecond:F1} events/s");
@@ -271,7 +267,7 @@ internal static class IngestionBenchmark
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Run {started:yyyy-MM-dd HH:mm} UTC ({elapsed.TotalSeconds:F0} s) on {machine.Model} ({machine.VendorFamily}), {machine.Cores} cores; load average {machine.LoadAverage} (a shared machine: absolute figures move with its load; each case ran {o.Rounds}× in rounds, medians below).");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Space `imagebind` (the generated tiny encoders, CPU), text events (distinct captions, new to Redis: every timed item is a cache miss), librdkafka's mock cluster in-process ({BenchContext.Partitions} partitions), Postgres and Redis from `scripts/services.sh`; every case in its own fresh database.");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- **End to end**: `IngestionWorker` hosted in-process as `freebind run` composes it, worker defaults{(o.Settings.Count > 0 ? " except " + string.Join(", ", o.Settings.Select(kv => $"`{kv.Key}={kv.Value}`")) : "")}. {o.Warmup} warm-up events are made durable first (sessions loaded, JIT warm, space table and HNSW index created); then {o.Events} timed events are produced and the clock runs from the first produce call until the worker reports all of them durable (rows committed, offsets stored). The worker writes media, embedding and atom rows per item ({(o.Settings.TryGetValue("Persistence:WriteStrategy", out var ws) ? ws : new FreeBind.Persistence.PersistenceOptions().WriteStrategy.ToString())}, in `Kafka:WriteLanes` concurrent transactions) and publishes one output event per item.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- **End to end**: `IngestionWorker` hosted in-process as `freebind run` composes it, worker defaults{(o.Settings.Count > 0 ? " except " + string.Join(", ", o.Settings.Select(kv => $"`{kv.Key}={kv.Value}`")) : "")}. {o.Warmup} warm-up events are made durable first (sessions loaded, JIT warm, space table and HNSW index created); then {o.Events} timed events are produced and the clock runs from the first produce call until the worker reports all of them durable (rows committed, offsets stored). The worker writes media, embedding and atom rows per item (arrays expanded with `unnest`, in `Ingestion:WriteLanes` concurrent transactions) and publishes one output event per item.");
         sb.AppendLine("- **(a) COPY ceiling**: the timed rows read back from the worker's database, loaded by Npgsql binary COPY (`BeginBinaryImport`) in one transaction into an empty table in a fresh database; rows/s from `BEGIN` to `COMMIT`. Primary: the same vectors into a table of the space table's shape (`media_id text PRIMARY KEY, embedding vector(1024), updated_at`) **with its HNSW cosine index** (what the worker's table has), no media rows. Also shown: parity (media + embeddings + atoms COPYed into the migrated schema and the space version's own table, FK and HNSW included), and the same table without an index.");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- **(b) naive consumer**: one message at a time: `Consume`, `MediaEvent.Parse`, the same `Embedder` on one item (`Onnx:MaxWaitMs=0`: it has nothing to batch with), one round trip of three INSERT … ON CONFLICT statements (media, embedding, atom) in one implicit transaction, then a synchronous `Commit` of the offset. Timed for up to {o.NaiveSeconds:F0} s per round after {Math.Min(50, o.Warmup)} warm-up messages.");
         sb.AppendLine();
@@ -283,13 +279,13 @@ internal static class IngestionBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a) COPY, same table shape + HNSW (ceiling) | {indexed:F0} rows | {Runs(r.CeilingIndexed)} | **{e2e / indexed:F2}×** | ≥ {CeilingGoal}×: {Goal(e2e / indexed, CeilingGoal)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a′) COPY, media + embeddings + atoms (parity) | {parity:F0} items | {Runs(r.CeilingParity)} | {e2e / parity:F2}× | ≥ {CeilingGoal}×: {Goal(e2e / parity, CeilingGoal)} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (a″) COPY, same table, no index | {bare:F0} rows | {Runs(r.CeilingBare)} | {e2e / bare:F2}× | (not the goal) |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c) `EmbeddingStore` alone, CopyMerge, batches of {WriteBatch(o.Settings)} | {Median(r.StoreCopyMerge):F0} items | {Runs(r.StoreCopyMerge)} | {e2e / Median(r.StoreCopyMerge):F2}× | (diagnostic) |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c′) `EmbeddingStore` alone, Unnest, batches of {WriteBatch(o.Settings)} | {Median(r.StoreUnnest):F0} items | {Runs(r.StoreUnnest)} | {e2e / Median(r.StoreUnnest):F2}× | (diagnostic) |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c) COPY into staging + merge (bench-only `CopyMergeWriter`), batches of {WriteBatch(o.Settings)} | {Median(r.StoreCopyMerge):F0} items | {Runs(r.StoreCopyMerge)} | {e2e / Median(r.StoreCopyMerge):F2}× | (diagnostic) |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (c′) `EmbeddingStore` alone (unnest), batches of {WriteBatch(o.Settings)} | {Median(r.StoreUnnest):F0} items | {Runs(r.StoreUnnest)} | {e2e / Median(r.StoreUnnest):F2}× | (diagnostic) |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (b) naive per-message consumer | {naive:F1} events | {Runs(r.Naive.Select(n => n.Events / n.Seconds), "F1")} | **{e2e / naive:F1}×** | ≥ {NaiveGoal}×: {Goal(e2e / naive, NaiveGoal)} |");
         sb.AppendLine();
         var best = r.Variants.Select(kv => (Name: kv.Key, Rate: Median(kv.Value.Select(x => x.Miss.EventsPerSecond))))
             .Append((Name: "default", Rate: e2e)).MaxBy(x => x.Rate);
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Best end-to-end configuration in this run: **{best.Name}**, {best.Rate:F0} events/s ({best.Rate / e2e:F2}× the default) = **{best.Rate / indexed:F2}×** the ceiling (a), {best.Rate / parity:F2}× (a′), {best.Rate / naive:F1}× naive. The write path alone (c, c′) reaches {Median(r.StoreCopyMerge) / indexed:F2}× (CopyMerge) and {Median(r.StoreUnnest) / indexed:F2}× (Unnest) of the ceiling: one transaction at a time; the worker runs `Kafka:WriteLanes` of them concurrently.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Best end-to-end configuration in this run: **{best.Name}**, {best.Rate:F0} events/s ({best.Rate / e2e:F2}× the default) = **{best.Rate / indexed:F2}×** the ceiling (a), {best.Rate / parity:F2}× (a′), {best.Rate / naive:F1}× naive. The write path alone (c, c′) reaches {Median(r.StoreUnnest) / indexed:F2}× (the store, unnest) and {Median(r.StoreCopyMerge) / indexed:F2}× (COPY + merge) of the ceiling: one transaction at a time; the worker runs `Ingestion:WriteLanes` of them concurrently.");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"For scale: the COPY ceiling (a) is {indexed / naive:F1}× the naive consumer, so on this setup ≥ {NaiveGoal}× naive would mean beating raw COPY. Naive, ms per message (median round): consume {Median(r.Naive.Select(n => n.ConsumeMs)):F2}, parse + embed {Median(r.Naive.Select(n => n.EmbedMs)):F2}, Postgres {Median(r.Naive.Select(n => n.WriteMs)):F2}, offset commit {Median(r.Naive.Select(n => n.CommitMs)):F2}.");
         foreach (var img in r.Images)
@@ -319,7 +315,7 @@ internal static class IngestionBenchmark
         var (miss, hit) = r.Cache;
         if (miss is { Length: > 0 })
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"Cache: per-item latency of `ItemProcessor.ProcessAsync` (the worker's item path: parse, SHA-256, Redis GET, on a miss tokenizer + encoder + Redis SET, then tags), one item at a time, {miss.Length} items after 20 untimed, each a miss (new text) followed by a hit (the same text under another id), in a fresh database with its own Redis key prefix:");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Cache: per-item latency of the worker's item path (`MediaEventParser.Parse`, then `ItemPipeline.ProcessAsync`: SHA-256, Redis GET, on a miss tokenizer + encoder + Redis SET, then tags), one item at a time, {miss.Length} items after 20 untimed, each a miss (new text) followed by a hit (the same text under another id), in a fresh database with its own Redis key prefix:");
             sb.AppendLine();
             sb.AppendLine("| item | median ms | p95 ms | mean ms |");
             sb.AppendLine("|---|---:|---:|---:|");

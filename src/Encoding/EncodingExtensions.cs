@@ -16,7 +16,13 @@ public static class EncodingExtensions
     {
         builder.Services.AddOptions<OnnxOptions>().Bind(builder.Configuration.GetSection(OnnxOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<SpacesOptions>().Bind(builder.Configuration.GetSection(SpacesOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddOptions<PreprocessingOptions>().Bind(builder.Configuration.GetSection("Preprocessing"));
+        builder.Services.AddOptions<PreprocessingOptions>().Bind(builder.Configuration.GetSection("Preprocessing"))
+            .Validate(o => o.MaxImagePixels > 0, "Preprocessing:MaxImagePixels must be positive")
+            .Validate(o => o.MaxTextLength > 0, "Preprocessing:MaxTextLength must be positive")
+            .Validate(o => o.MaxAudioBytes > 0, "Preprocessing:MaxAudioBytes must be positive")
+            .Validate(o => o.MaxAudioSeconds > 0 && double.IsFinite(o.MaxAudioSeconds), "Preprocessing:MaxAudioSeconds must be a positive number")
+            .Validate(o => o.MaxAudioChannels > 0, "Preprocessing:MaxAudioChannels must be positive")
+            .ValidateOnStart();
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<OnnxOptions>>().Value);
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<SpacesOptions>>().Value);
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<PreprocessingOptions>>().Value);

@@ -11,6 +11,9 @@ internal static partial class Log
     [LoggerMessage(4001, LogLevel.Information, "Database schema at version {Version}; {Applied} migration(s) applied now")]
     public static partial void SchemaReady(ILogger logger, int version, int applied);
 
+    [LoggerMessage(4002, LogLevel.Warning, "Waiting for Postgres (attempt {Attempt}): {Reason}")]
+    public static partial void WaitingForDatabase(ILogger logger, int attempt, string reason);
+
     [LoggerMessage(4010, LogLevel.Information, "Space {Space} version {Digest} (dim {Dimension}) stored in {Table}")]
     public static partial void SpaceVersionEnsured(ILogger logger, string space, string digest, int dimension, string table);
 
@@ -32,8 +35,8 @@ internal static partial class Log
     [LoggerMessage(4016, LogLevel.Information, "HNSW index of {Version} ({Table}) built in {Seconds:F1} s")]
     public static partial void IndexBuilt(ILogger logger, string version, string table, double seconds);
 
-    [LoggerMessage(4020, LogLevel.Debug, "Wrote {Items} item(s) to {Table} with {Strategy} in {ElapsedMs:F1} ms")]
-    public static partial void BatchWritten(ILogger logger, int items, string table, string strategy, double elapsedMs);
+    [LoggerMessage(4020, LogLevel.Debug, "Wrote {Items} item(s) to {Tables} in {ElapsedMs:F1} ms")]
+    public static partial void BatchWritten(ILogger logger, int items, string tables, double elapsedMs);
 
     [LoggerMessage(4021, LogLevel.Debug, "Deleted {Count} media item(s) with their vectors, atoms and tags")]
     public static partial void MediaDeleted(ILogger logger, int count);

@@ -1,5 +1,4 @@
 using System.ComponentModel.DataAnnotations;
-using FreeBind.Persistence.Embeddings;
 using Microsoft.Extensions.Options;
 
 namespace FreeBind.Persistence;
@@ -18,11 +17,11 @@ public sealed class PersistenceOptions
     public bool MigrateOnStart { get; set; } = true;
 
     /// <summary>
-    /// How batches are written. With the HNSW index present (the worker's case) the two swap places
-    /// from run to run, within the noise (docs/benchmarks.md, ingestion, rows c and c′); Unnest is the
-    /// default as the simpler statement (COPY-merge creates three temporary tables per batch).
+    /// How long a starting host waits for Postgres (connection refused, starting up, failing over)
+    /// before it gives up with one clear error.
     /// </summary>
-    public WriteStrategy WriteStrategy { get; set; } = WriteStrategy.Unnest;
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>Validates <see cref="PersistenceOptions"/> at start (source-generated).</summary>

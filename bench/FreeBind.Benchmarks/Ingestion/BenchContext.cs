@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Confluent.Kafka;
-using FreeBind.Consumers.Kafka;
+using FreeBind.Consumers.Kafka.Embedded;
 
 namespace FreeBind.Benchmarks.Ingestion;
 

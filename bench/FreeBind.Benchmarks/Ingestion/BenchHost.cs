@@ -1,6 +1,5 @@
-using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Hosting;
 using FreeBind.Encoding;
-using FreeBind.Persistence;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -8,7 +7,7 @@ using Microsoft.Extensions.Logging;
 namespace FreeBind.Benchmarks.Ingestion;
 
 /// <summary>
-/// A worker host as `freebind run` composes it (encoding + persistence + ingestion, settings from
+/// A worker host as `freebind run` composes it (encoding + the ingestion worker, or only the item pipeline; settings from
 /// configuration keys), built in this process. Logs: warnings and errors to stderr; the store's
 /// per-batch write records are captured for the diagnostics instead of printed.
 /// </summary>
@@ -27,8 +26,8 @@ internal static class BenchHost
         builder.Logging.AddFilter(WriteStats.Category, LogLevel.Debug);
         builder.Logging.AddProvider(new CaptureProvider(writes));
         builder.AddEncoding();
-        builder.AddPersistence();
-        builder.AddIngestion(runWorker);
+        if (runWorker) builder.AddIngestionWorker();
+        else builder.AddItemPipeline();
         return builder.Build();
     }
 

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Spaces;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Experts;
 using Microsoft.Extensions.DependencyInjection;
@@ -31,7 +33,7 @@ internal delegate IReadOnlyList<(string Key, string Value)> EventMaker(string pr
 internal sealed record EndToEndResult(string Variant, PhaseResult Miss, PhaseResult? Hit, double StartSeconds, WrittenRows? Rows);
 
 /// <summary>
-/// End to end: the worker (IngestionWorker as `freebind run` hosts it) in this process, a private
+/// End to end: the worker (as `freebind run` hosts it) in this process, a private
 /// database, fresh topics on the mock cluster. A warm-up batch is processed first (sessions loaded,
 /// JIT warm, space table created), then the timed batch is produced and the clock runs from the
 /// first produce call until the worker reports every timed event durable (rows committed, offsets
@@ -51,14 +53,14 @@ internal static class EndToEndCase
         using var host = BenchHost.Build(settings, runWorker: true, writes);
 
         var started = Stopwatch.StartNew();
+        using var worker = new IngestionMetricsListener(host.Services.GetRequiredService<IMeterFactory>());
         await host.StartAsync();
-        var worker = host.Services.GetRequiredService<IngestionWorker>();
         // Warm-up contents come after the timed ones, so the timed batch still misses the cache.
         await ctx.ProduceAsync(topics.Topic, makeEvents("w", events, warmup));
         await WaitAsync(worker, warmup, TimeSpan.FromMinutes(3));
         var startSeconds = started.Elapsed.TotalSeconds;
 
-        var space = await host.Services.GetRequiredService<SpaceBootstrap>().GetAsync(CancellationToken.None);
+        var space = (await host.Services.GetRequiredService<WriteTargets>().StartAsync(CancellationToken.None)).Active!;
         var encoders = host.Services.GetRequiredService<ExpertEncoders>();
         (long, long) EncoderCounters()
         {
@@ -89,7 +91,7 @@ internal static class EndToEndCase
         return new EndToEndResult(variant, miss, hit, startSeconds, rows);
     }
 
-    private static async Task<PhaseResult> PhaseAsync(BenchContext ctx, IngestionWorker worker, string topic,
+    private static async Task<PhaseResult> PhaseAsync(BenchContext ctx, IngestionMetricsListener worker, string topic,
         IReadOnlyList<(string Key, string Value)> messages, long before, WriteStats writes, Func<(long Batches, long Items)> encoder)
     {
         writes.Reset();
@@ -107,19 +109,11 @@ internal static class EndToEndCase
         var cpu = (self.TotalProcessorTime - cpuBefore).TotalSeconds;
         var encoderAfter = encoder();
         return new PhaseResult(messages.Count, seconds, produced, worker.CacheHits - hitsBefore, writes.Snapshot(),
-            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu, worker.Pauses - pausesBefore, worker.PeakInFlight);
+            (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu, (int)(worker.Pauses - pausesBefore), (int)worker.PeakInFlight);
     }
 
-    private static async Task WaitAsync(IngestionWorker worker, long completed, TimeSpan timeout)
-    {
-        var watch = Stopwatch.StartNew();
-        while (worker.Completed < completed)
-        {
-            if (watch.Elapsed > timeout)
-                throw new TimeoutException($"worker completed {worker.Completed} of {completed} messages in {timeout} (in flight {worker.InFlight})");
-            await Task.Delay(2);
-        }
-    }
+    private static Task WaitAsync(IngestionMetricsListener worker, long completed, TimeSpan timeout) =>
+        worker.WaitForCompletedAsync(completed, timeout);
 
     private static async Task<WrittenRows> ReadRowsAsync(BenchDatabase db, string space, string table)
     {

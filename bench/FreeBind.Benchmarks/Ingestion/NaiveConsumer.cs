@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using Confluent.Kafka;
-using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Contracts;
+using FreeBind.Consumers.Pipeline.Content;
+using FreeBind.Consumers.Spaces;
+using Microsoft.Extensions.Options;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Preprocessing;
 using FreeBind.Encoding.Spaces;
@@ -14,7 +17,7 @@ namespace FreeBind.Benchmarks.Ingestion;
 internal sealed record NaiveResult(int Events, double Seconds, double ConsumeMs, double EmbedMs, double WriteMs, double CommitMs);
 
 /// <summary>
-/// (b) The naive consumer: one message at a time — consume, parse (<see cref="MediaEvent.Parse"/>),
+/// (b) The naive consumer: one message at a time — consume, parse (<see cref="MediaEventParser.Parse"/>),
 /// embed with the same <see cref="Embedder"/> (a single item, nothing to batch with), write the same
 /// rows as the worker (media, embedding, atoms: one round trip of INSERT … ON CONFLICT statements,
 /// committed), then commit the Kafka offset synchronously. No cache, no tags, no output topic.
@@ -30,9 +33,9 @@ internal static class NaiveConsumer
         settings["Onnx:MaxWaitMs"] = "0";
         using var host = BenchHost.Build(settings, runWorker: false, new WriteStats());
         await host.StartAsync(); // applies the migrations
-        var space = await host.Services.GetRequiredService<SpaceBootstrap>().GetAsync(CancellationToken.None);
+        var space = (await host.Services.GetRequiredService<WriteTargets>().StartAsync(CancellationToken.None)).Active!;
         var embedder = host.Services.GetRequiredService<Embedder>();
-        var options = host.Services.GetRequiredService<IngestionOptions>();
+        var limits = host.Services.GetRequiredService<IOptions<ContentOptions>>().Value.Limits;
         var dataSource = host.Services.GetRequiredService<NpgsqlDataSource>();
 
         var all = ctx.Texts(events, warmup).Select((t, i) => (Key: $"w-{i:D6}", Text: t))
@@ -66,9 +69,9 @@ internal static class NaiveConsumer
             Lap();
             var result = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new TimeoutException("naive consumer: no message for 30 s");
             consumeMs += Lap();
-            var evt = MediaEvent.Parse(result.Message.Value, result.Message.Key, options);
+            var evt = MediaEventParser.Parse(result.Message.Value, result.Message.Key, limits);
             var text = ((MediaSource.Text)evt.Source!).Value;
-            var sha = MediaEvent.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(text));
+            var sha = MediaEventParser.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(text));
             var embedding = await embedder.EmbedAsync(space.Definition, MediaInput.FromText(text));
             embedMs += Lap();
 

@@ -29,6 +29,7 @@ internal static class CliHost
         // that never start the host (ValidateOnStart covers the ones that do).
         _ = host.Services.GetRequiredService<FreeBind.Encoding.Execution.OnnxOptions>();
         _ = host.Services.GetRequiredService<FreeBind.Encoding.Spaces.SpacesOptions>();
+        _ = host.Services.GetRequiredService<FreeBind.Encoding.Preprocessing.PreprocessingOptions>();
         return host;
     }
 }

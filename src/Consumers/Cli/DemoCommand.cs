@@ -1,16 +1,19 @@
 using System.CommandLine;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text.Json;
 using Confluent.Kafka;
+using FreeBind.Consumers.Hosting;
 using FreeBind.Consumers.Ingestion;
-using FreeBind.Persistence;
+using FreeBind.Consumers.Kafka;
+using FreeBind.Consumers.Spaces;
 using FreeBind.Persistence.Embeddings;
+using FreeBind.Persistence.Search;
 using FreeBind.Persistence.Tags;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Npgsql;
-using Pgvector;
+using Microsoft.Extensions.Options;
 
 namespace FreeBind.Consumers.Cli;
 
@@ -31,29 +34,19 @@ internal static class DemoCommand
         {
             FreeBindCli.Space, FreeBindCli.Models, media,
         };
-        command.SetAction((result, ct) => FreeBindCli.Guard(async () =>
+        command.SetAction((result, ct) => FreeBindCli.Guard(() => HostedCommand.Guard(async () =>
         {
             var folder = result.GetValue(media)!.FullName;
-            var settings = new Dictionary<string, string?>
-            {
-                ["Kafka:Embedded"] = "true",
-                ["Kafka:GroupId"] = "freebind-demo-" + Guid.NewGuid().ToString("N")[..6],
-                ["Kafka:AllowedFileRoots:0"] = folder,
-                ["Kafka:SessionTimeoutMs"] = "6000",
-                ["Kafka:TagTopK"] = "3",
-                ["Kafka:TagThreshold"] = "-1",
-            };
-            if (result.GetValue(FreeBindCli.Space) is { } space) settings["Kafka:Space"] = space;
-            if (result.GetValue(FreeBindCli.Models) is { } models) settings["Spaces:ModelRoot"] = Path.GetFullPath(models);
             using var host = CliHost.Build(builder =>
             {
-                builder.Configuration.AddInMemoryCollection(settings);
-                builder.AddPersistence();
-                builder.AddIngestion();
+                builder.Configuration.AddInMemoryCollection(RunCommand.Overrides(result));
+                builder.AddDemo(folder);
             });
+            using var progress = new IngestionMetricsListener(host.Services.GetRequiredService<IMeterFactory>());
             await host.StartAsync(ct);
-            var options = host.Services.GetRequiredService<IngestionOptions>();
-            var active = await host.Services.GetRequiredService<SpaceBootstrap>().GetAsync(ct);
+            var kafka = host.Services.GetRequiredService<IOptions<KafkaOptions>>().Value;
+            var targets = await host.Services.GetRequiredService<WriteTargets>().StartAsync(ct);
+            var active = targets.Active ?? throw new InvalidOperationException("the demo space has no active version");
             await host.Services.GetRequiredService<TagVocabularyStore>().UpsertAsync("demo", "demo-labels", Labels, ct);
 
             var events = new List<(string Id, object Event)>();
@@ -64,45 +57,30 @@ internal static class DemoCommand
             }
             foreach (var caption in new[] { "an audio of barbeque", "an audio of toilet", "an audio of train" })
                 events.Add((caption, new { id = caption, tenant = "demo", type = "upserted", modality = "text", text = caption }));
-            using (var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = host.Services.GetRequiredService<KafkaConnection>().BootstrapServers }).Build())
+            using (var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = host.Services.GetRequiredService<KafkaClients>().BootstrapServers }).Build())
                 foreach (var (id, evt) in events)
-                    await producer.ProduceAsync(options.Topic, new Message<string, string> { Key = id, Value = JsonSerializer.Serialize(evt) }, ct);
-            Console.WriteLine($"Streamed {events.Count} events to the embedded Kafka topic {options.Topic}; space {active.Definition.Name} {active.Definition.ShortVersion}");
+                    await producer.ProduceAsync(kafka.Topic, new Message<string, string> { Key = id, Value = JsonSerializer.Serialize(evt) }, ct);
+            Console.WriteLine($"Streamed {events.Count} events to the embedded Kafka topic {kafka.Topic}; space {active.Definition.Name} {active.Definition.ShortVersion}");
 
-            var worker = host.Services.GetRequiredService<IngestionWorker>();
-            var deadline = DateTime.UtcNow.AddMinutes(3);
-            while (worker.Completed < events.Count && DateTime.UtcNow < deadline) await Task.Delay(200, ct);
-            if (worker.Completed < events.Count) throw new TimeoutException($"the worker finished {worker.Completed} of {events.Count} events in 3 minutes");
+            await progress.WaitForCompletedAsync(events.Count, TimeSpan.FromMinutes(3), ct);
+            if (progress.DeadLettered > 0)
+                throw new InvalidOperationException($"{progress.DeadLettered} of the demo's events were dead-lettered (see the log above)");
 
-            var dataSource = host.Services.GetRequiredService<NpgsqlDataSource>();
             var store = host.Services.GetRequiredService<EmbeddingStore>();
+            var tags = host.Services.GetRequiredService<TagVocabularyStore>();
+            var search = host.Services.GetRequiredService<VectorSearch>();
             var inv = CultureInfo.InvariantCulture;
             foreach (var (id, _) in events)
             {
                 var vector = await store.GetEmbeddingAsync(active.Version, id, ct) ?? throw new InvalidOperationException($"{id} was not stored");
-                var tags = new List<string>();
-                await using (var cmd = dataSource.CreateCommand("SELECT label, score FROM media_tags WHERE media_id = $1 AND space_version_id = $2 ORDER BY score DESC"))
-                {
-                    cmd.Parameters.Add(new() { Value = id });
-                    cmd.Parameters.Add(new() { Value = active.Version.Id });
-                    await using var reader = await cmd.ExecuteReaderAsync(ct);
-                    while (await reader.ReadAsync(ct)) tags.Add($"{reader.GetString(0)} {reader.GetFloat(1).ToString("0.000", inv)}");
-                }
-                var neighbours = new List<string>();
-                await using (var cmd = dataSource.CreateCommand("SELECT media_id, similarity FROM freebind_search($1, $2, 4, 'demo') WHERE media_id <> $3"))
-                {
-                    cmd.Parameters.Add(new() { Value = active.Definition.Name });
-                    cmd.Parameters.Add(new() { Value = new Vector(vector) });
-                    cmd.Parameters.Add(new() { Value = id });
-                    await using var reader = await cmd.ExecuteReaderAsync(ct);
-                    while (await reader.ReadAsync(ct)) neighbours.Add($"{reader.GetString(0)} {reader.GetDouble(1).ToString("0.000", inv)}");
-                }
-                Console.WriteLine($"{id,-22} tags: {string.Join(", ", tags)}");
-                Console.WriteLine($"{"",-22} nearest: {string.Join(", ", neighbours)}");
+                var itemTags = await tags.GetItemTagsAsync(active.Version, id, ct);
+                var neighbours = (await search.SearchAsync(active.Definition.Name, vector, 4, "demo", ct)).Hits.Where(h => h.MediaId != id);
+                Console.WriteLine($"{id,-22} tags: {string.Join(", ", itemTags.Select(t => $"{t.Label} {t.Score.ToString("0.000", inv)}"))}");
+                Console.WriteLine($"{"",-22} nearest: {string.Join(", ", neighbours.Select(n => $"{n.MediaId} {n.Similarity.ToString("0.000", inv)}"))}");
             }
             await host.StopAsync(ct);
             return 0;
-        }));
+        })));
         return command;
     }
 }

@@ -2,27 +2,20 @@ using System.ComponentModel.DataAnnotations;
 
 namespace FreeBind.Consumers.Ingestion;
 
-/// <summary>Kafka and event-handling settings (configuration section <c>Kafka</c>).</summary>
+/// <summary>How the worker embeds and writes (configuration section <c>Ingestion</c>).</summary>
 public sealed class IngestionOptions
 {
-    public const string Section = "Kafka";
+    public const string Section = "Ingestion";
 
-    /// <summary>Broker list; ignored when <see cref="Embedded"/> is true.</summary>
-    public string BootstrapServers { get; set; } = "localhost:9092";
+    /// <summary>
+    /// The space the worker serves (a manifest name or path); default Spaces:Default. Its live
+    /// versions (active, building) are the write targets; when the space has no active version yet,
+    /// the worker registers and activates this manifest's version.
+    /// </summary>
+    public string? Space { get; set; }
 
-    /// <summary>Start librdkafka's in-process mock cluster and use it (demo, tests).</summary>
-    public bool Embedded { get; set; }
-
-    [Required] public string GroupId { get; set; } = "freebind-ingestion";
-    [Required] public string Topic { get; set; } = "media.events";
-    [Required] public string OutputTopic { get; set; } = "media.embedded";
-    [Required] public string DeadLetterTopic { get; set; } = "media.events.dlq";
-
-    /// <summary>Partitions of the topics the embedded cluster creates.</summary>
-    [Range(1, 1024)] public int EmbeddedPartitions { get; set; } = 6;
-
-    [Range(1000, 3_600_000)] public int SessionTimeoutMs { get; set; } = 45_000;
-    [Range(1000, 86_400_000)] public int MaxPollIntervalMs { get; set; } = 300_000;
+    /// <summary>Factor preset applied to the manifest when the worker registers its version.</summary>
+    public string? Preset { get; set; }
 
     /// <summary>Messages consumed but not yet durable; at this count partitions are paused (back-pressure).</summary>
     [Range(1, 1_000_000)] public int MaxInFlight { get; set; } = 2048;
@@ -39,40 +32,18 @@ public sealed class IngestionOptions
     /// <summary>How long a write batch waits for more finished items, in milliseconds.</summary>
     [Range(0, 60_000)] public int WriteLingerMs { get; set; } = 20;
 
-    /// <summary>Largest decoded inline <c>data</c> payload.</summary>
-    [Range(1, int.MaxValue)] public int MaxInlineBytes { get; set; } = 8 * 1024 * 1024;
+    /// <summary>
+    /// How often the write targets are re-read even without a notification, in seconds (the
+    /// fallback for a missed <c>NOTIFY</c>).
+    /// </summary>
+    [Range(1, 3600)] public int TargetPollSeconds { get; set; } = 30;
 
-    /// <summary>Largest serialised <c>metadata</c> object.</summary>
-    [Range(2, int.MaxValue)] public int MaxMetadataBytes { get; set; } = 16 * 1024;
+    /// <summary>On a graceful stop, how long in-flight work may take to become durable, in seconds.</summary>
+    [Range(1, 600)] public int DrainSeconds { get; set; } = 30;
 
-    /// <summary>Largest content fetched from a <c>uri</c>.</summary>
-    [Range(1, long.MaxValue)] public long MaxFetchBytes { get; set; } = 64L * 1024 * 1024;
+    /// <summary>Tries of a remote source that times out or answers 5xx before it is dead-lettered as <c>fetch-failed</c>.</summary>
+    [Range(1, 100)] public int RemoteAttempts { get; set; } = 4;
 
-    /// <summary>Folders <c>file://</c> URIs may point into; none allowed when empty.</summary>
-    public List<string> AllowedFileRoots { get; set; } = [];
-
-    /// <summary>Hosts <c>http(s)://</c> URIs may point to; none allowed when empty.</summary>
-    public List<string> AllowedHttpHosts { get; set; } = [];
-
-    [Range(100, 600_000)] public int FetchTimeoutMs { get; set; } = 10_000;
-
-    /// <summary>Space the worker embeds into (a manifest name or path); default Spaces:Default.</summary>
-    public string? Space { get; set; }
-
-    /// <summary>Factor preset applied to the space, if any.</summary>
-    public string? Preset { get; set; }
-
-    /// <summary>Tags kept per item.</summary>
-    [Range(0, 1000)] public int TagTopK { get; set; } = 5;
-
-    /// <summary>Least cosine similarity for a tag.</summary>
-    [Range(-1.0, 1.0)] public double TagThreshold { get; set; } = 0.2;
-
-    /// <summary>Prompt template per item modality; <c>{label}</c> is replaced by the label.</summary>
-    public Dictionary<string, string> TagTemplates { get; set; } = new()
-    {
-        ["image"] = "a photo of a {label}.",
-        ["audio"] = "an audio of {label}.",
-        ["text"] = "{label}",
-    };
+    /// <summary>Tries of an item that fails in a way nobody foresaw before it is dead-lettered as <c>internal</c>.</summary>
+    [Range(1, 100)] public int UnforeseenAttempts { get; set; } = 3;
 }

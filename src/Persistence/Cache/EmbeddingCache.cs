@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Spaces;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -25,10 +25,16 @@ public readonly record struct CacheKey(string SpaceVersion, string Modality, str
     internal string ToRedisKey(string prefix) => $"{prefix}:emb:{SpaceVersion}:{Modality}:{ContentSha256}";
 }
 
+/// <summary>A cached item in one space version: its fused vector and the atoms it was fused from.</summary>
+/// <param name="Vector">The fused vector.</param>
+/// <param name="Atoms">The expert embeddings (empty for an entry written without them).</param>
+public sealed record CachedEmbedding(float[] Vector, IReadOnlyList<Atom> Atoms);
+
 /// <summary>
-/// Hot fused vectors in Redis (little-endian float32 bytes). Redis is an accelerator only: when it
-/// is unreachable every lookup misses and every store is skipped, the outage is logged once, and
-/// the cache is used again as soon as the connection returns.
+/// Hot embeddings in Redis: the fused vector (little-endian float32) followed by the atoms it was
+/// fused from, so a hit can store the item with its atoms without running an encoder. Redis is an
+/// accelerator only: when it is unreachable every lookup misses and every store is skipped, the
+/// outage is logged once, and the cache is used again as soon as the connection returns.
 /// </summary>
 /// <param name="redis">The process's multiplexer; null when the cache is disabled.</param>
 /// <param name="options">Cache options.</param>
@@ -44,41 +50,56 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
     /// <summary>The cached vector, or null on a miss, a disabled cache or an unreachable Redis.</summary>
     /// <param name="key">Version, modality and content digest.</param>
     /// <param name="expectedDimension">Width of the version's vectors; a value of another size is ignored.</param>
-    public async ValueTask<float[]?> TryGetAsync(CacheKey key, int expectedDimension)
+    public async ValueTask<float[]?> TryGetAsync(CacheKey key, int expectedDimension) =>
+        (await TryGetEntriesAsync([(key, expectedDimension)]))[0]?.Vector;
+
+    /// <summary>
+    /// Cached entries for several keys in one round trip (null where missed); all null when the
+    /// cache is disabled or Redis is unreachable.
+    /// </summary>
+    /// <param name="keys">Each key with the width of its version's vectors; a value of another size is ignored.</param>
+    public async ValueTask<CachedEmbedding?[]> TryGetEntriesAsync(IReadOnlyList<(CacheKey Key, int Dimension)> keys)
     {
-        if (!Usable())
-            return null;
-        var redisKey = key.ToRedisKey(_options.KeyPrefix);
-        RedisValue value;
+        var result = new CachedEmbedding?[keys.Count];
+        if (keys.Count == 0 || !Usable())
+            return result;
+        var redisKeys = keys.Select(k => (RedisKey)k.Key.ToRedisKey(_options.KeyPrefix)).ToArray();
+        RedisValue[] values;
         try
         {
-            value = await redis!.GetDatabase().StringGetAsync(redisKey).WaitAsync(_options.OperationTimeout);
+            values = await redis!.GetDatabase().StringGetAsync(redisKeys).WaitAsync(_options.OperationTimeout);
         }
         catch (Exception ex) // see MarkDown
         {
             MarkDown(ex);
-            return null;
+            return result;
         }
         MarkUp();
-        if (value.IsNull)
-            return null;
-        var bytes = (ReadOnlyMemory<byte>)value;
-        if (bytes.Length != expectedDimension * sizeof(float))
+        for (var i = 0; i < keys.Count; i++)
         {
-            Log.CacheValueMalformed(logger, redisKey, bytes.Length, expectedDimension * sizeof(float));
-            return null;
+            if (values[i].IsNull)
+                continue;
+            result[i] = CacheValue.Read((ReadOnlyMemory<byte>)values[i], keys[i].Dimension);
+            if (result[i] is null)
+                Log.CacheValueMalformed(logger, redisKeys[i].ToString(), ((ReadOnlyMemory<byte>)values[i]).Length, keys[i].Dimension * sizeof(float));
         }
-        return MemoryMarshal.Cast<byte, float>(bytes.Span).ToArray();
+        return result;
     }
 
-    /// <summary>Stores a vector with the configured TTL; does nothing when Redis is unreachable.</summary>
+    /// <summary>Stores a vector (without atoms) with the configured TTL; does nothing when Redis is unreachable.</summary>
     /// <param name="key">Version, modality and content digest.</param>
     /// <param name="vector">The fused vector.</param>
-    public async ValueTask SetAsync(CacheKey key, ReadOnlyMemory<float> vector)
+    public ValueTask SetAsync(CacheKey key, ReadOnlyMemory<float> vector) => SetAsync(key, vector, []);
+
+    /// <summary>Stores a vector and the atoms it was fused from with the configured TTL; does nothing when Redis is unreachable.</summary>
+    /// <param name="key">Version, modality and content digest.</param>
+    /// <param name="vector">The fused vector.</param>
+    /// <param name="atoms">The atoms the vector was fused from.</param>
+    public async ValueTask SetAsync(CacheKey key, ReadOnlyMemory<float> vector, IReadOnlyList<Atom> atoms)
     {
         if (!Usable())
             return;
-        var bytes = MemoryMarshal.AsBytes(vector.Span).ToArray();
+        var bytes = CacheValue.Write(vector.Span, atoms);
         try
         {
             await redis!.GetDatabase().StringSetAsync(key.ToRedisKey(_options.KeyPrefix), bytes, _options.Ttl).WaitAsync(_options.OperationTimeout);

@@ -1,3 +1,5 @@
+using FreeBind.Persistence.Spaces;
+
 namespace FreeBind.Persistence.Embeddings;
 
 /// <summary>The stored description of a media item (the <c>media</c> row).</summary>
@@ -21,19 +23,31 @@ public sealed record Atom(string Expert, string ModelDigest, ReadOnlyMemory<floa
 /// <param name="Score">Similarity score that selected it.</param>
 public sealed record TagScore(long VocabularyId, string Label, float Score);
 
-/// <summary>Everything written for one media item in one space version, in one transaction.</summary>
+/// <summary>An item's fused vector and tags in one space version.</summary>
+/// <param name="Version">The version (its table receives the vector).</param>
+/// <param name="Embedding">The fused vector (the version's dimension).</param>
+/// <param name="Tags">Tags in this version; replaces the item's previous tags in this version.</param>
+public sealed record VersionEmbedding(SpaceVersion Version, ReadOnlyMemory<float> Embedding, IReadOnlyList<TagScore> Tags);
+
+/// <summary>
+/// Everything live ingestion stores for one upserted item, in one transaction: the media row, the
+/// item's whole atom set, its re-encodable content, and its vector and tags in each target version.
+/// </summary>
+/// <param name="Media">The media row.</param>
+/// <param name="Atoms">
+/// The item's atoms: they replace its stored atom set, so atoms always describe the current content
+/// (atoms of other experts or models are removed).
+/// </param>
+/// <param name="Embeddings">One entry per target version.</param>
+/// <param name="Content">
+/// Content kept for a re-encode (text, inline data under the cap), or null when the content can be
+/// fetched again (a <c>uri</c>); replaces (or removes) the stored content.
+/// </param>
+public sealed record ItemWrite(MediaItem Media, IReadOnlyList<Atom> Atoms, IReadOnlyList<VersionEmbedding> Embeddings, byte[]? Content = null);
+
+/// <summary>An upsert into one space version (a convenience shape of <see cref="ItemWrite"/>).</summary>
 /// <param name="Media">The media row.</param>
 /// <param name="Embedding">The fused vector (the version's dimension).</param>
-/// <param name="Atoms">Expert embeddings; may be empty (e.g. a cache hit that skipped encoding).</param>
+/// <param name="Atoms">The item's atoms (they replace its stored atom set).</param>
 /// <param name="Tags">Tags in this version; replaces the item's previous tags in this version.</param>
 public sealed record EmbeddedItem(MediaItem Media, ReadOnlyMemory<float> Embedding, IReadOnlyList<Atom> Atoms, IReadOnlyList<TagScore> Tags);
-
-/// <summary>How a batch reaches Postgres. Both are idempotent merges; they differ in speed only.</summary>
-public enum WriteStrategy
-{
-    /// <summary>Arrays bound as parameters and expanded with <c>unnest</c> in one INSERT … ON CONFLICT per table.</summary>
-    Unnest,
-
-    /// <summary>Binary COPY into temporary staging tables, then one INSERT … SELECT … ON CONFLICT per table.</summary>
-    CopyMerge,
-}

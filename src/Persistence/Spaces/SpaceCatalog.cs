@@ -197,6 +197,9 @@ public sealed class SpaceCatalog(NpgsqlDataSource dataSource, ILogger<SpaceCatal
             : throw new SpaceVersionException(SpaceVersionRefusal.UnknownSpace, $"space \"{space}\" has no registered version");
     }
 
+    /// <summary>The Postgres NOTIFY channel on which every change of a space's versions is announced (payload: the space name; migration 0002).</summary>
+    public const string ChangesChannel = "freebind_space_versions";
+
     /// <summary>
     /// The versions live ingestion must write for <paramref name="space"/>: those building, ready,
     /// active, or retired and still retained (so a rollback to them is exact), oldest first, each with

@@ -115,4 +115,23 @@ public sealed class TagVocabularyStore(NpgsqlDataSource dataSource)
             list.Add(new LabelEmbedding(reader.GetString(0), reader.GetString(1), reader.GetFieldValue<Vector>(2).Memory));
         return list;
     }
+
+    /// <summary>The tags of an item in a version, best first.</summary>
+    /// <param name="version">The space version.</param>
+    /// <param name="mediaId">The item.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<IReadOnlyList<Embeddings.TagScore>> GetItemTagsAsync(SpaceVersion version, string mediaId, CancellationToken cancellationToken = default)
+    {
+        await using var cmd = dataSource.CreateCommand("""
+            SELECT vocabulary_id, label, score FROM media_tags
+            WHERE space_version_id = $1 AND media_id = $2 ORDER BY score DESC, label
+            """);
+        cmd.Parameters.Add(new() { Value = version.Id });
+        cmd.Parameters.Add(new() { Value = mediaId });
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        var list = new List<Embeddings.TagScore>();
+        while (await reader.ReadAsync(cancellationToken))
+            list.Add(new Embeddings.TagScore(reader.GetInt64(0), reader.GetString(1), reader.GetFloat(2)));
+        return list;
+    }
 }

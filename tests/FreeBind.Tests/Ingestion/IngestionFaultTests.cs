@@ -1,9 +1,7 @@
 using System.Diagnostics;
-using FreeBind.Consumers.Ingestion;
-using FreeBind.Consumers.Kafka;
+using FreeBind.Consumers.Kafka.Embedded;
 using FreeBind.Tests.Services;
 using Confluent.Kafka;
-using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 
 namespace FreeBind.Tests.Ingestion;
@@ -61,8 +59,7 @@ public sealed class IngestionFaultTests(ITestOutputHelper output)
     public async Task Redis_down_gives_correct_results_and_the_cache_is_used_again_after_restart()
     {
         await using var h = await IngestionHarness.StartAsync();
-        var host = await h.StartWorkerAsync();
-        var worker = host.Services.GetRequiredService<IngestionWorker>();
+        var worker = (await h.StartWorkerAsync()).Metrics;
         await h.ProduceAsync(Texts(0, 20, "a"));
         await h.WaitForRowsAsync(20, TimeSpan.FromMinutes(1));
 

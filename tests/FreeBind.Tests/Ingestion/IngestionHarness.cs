@@ -3,9 +3,9 @@ using System.Text;
 using System.Text.Json;
 using Confluent.Kafka;
 using FreeBind.Consumers.Cli;
+using FreeBind.Consumers.Hosting;
 using FreeBind.Consumers.Ingestion;
-using FreeBind.Consumers.Kafka;
-using FreeBind.Persistence;
+using FreeBind.Consumers.Kafka.Embedded;
 using FreeBind.Persistence.Spaces;
 using FreeBind.Tests.Persistence;
 using FreeBind.Tests.Services;
@@ -13,17 +13,24 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
+using System.Diagnostics.Metrics;
 
 namespace FreeBind.Tests.Ingestion;
 
+/// <summary>A worker hosted in this process, and what it reports through its metrics.</summary>
+public sealed record RunningWorker(IHost Host, IngestionMetricsListener Metrics)
+{
+    public IServiceProvider Services => Host.Services;
+}
+
 /// <summary>
-/// One ingestion scenario against real services: a private database, Redis, and librdkafka's mock
-/// cluster in this process (workers in child processes reach it over loopback). Workers run
-/// in-process (a host like `freebind run`) or as real `freebind run` processes.
+/// One ingestion scenario against real services: a private database, Redis (under a key prefix of
+/// its own, so no scenario sees another's cache), and librdkafka's mock cluster in this process
+/// (workers in child processes reach it over loopback). Workers run in-process (a host like
+/// `freebind run`) or as real `freebind run` processes.
 /// </summary>
 public sealed class IngestionHarness : IAsyncDisposable
 {
-    private readonly List<IHost> _hosts = [];
     private readonly List<Process> _processes = [];
 
     private IngestionHarness(TestDatabase db, MockKafkaCluster cluster, string space)
@@ -36,6 +43,7 @@ public sealed class IngestionHarness : IAsyncDisposable
         OutputTopic = "media.embedded." + suffix;
         DeadLetterTopic = "media.events.dlq." + suffix;
         Group = "freebind-" + suffix;
+        CachePrefix = "freebind-test-" + suffix;
         foreach (var t in new[] { Topic, OutputTopic, DeadLetterTopic }) cluster.CreateTopic(t, Partitions, replicationFactor: Math.Min(3, cluster.Brokers));
         Producer = new ProducerBuilder<string, string>(new ProducerConfig
         {
@@ -55,6 +63,7 @@ public sealed class IngestionHarness : IAsyncDisposable
     public string OutputTopic { get; }
     public string DeadLetterTopic { get; }
     public string Group { get; }
+    public string CachePrefix { get; }
     public IProducer<string, string> Producer { get; }
 
     public static async Task<IngestionHarness> StartAsync(string space = "imagebind", int brokers = 1) =>
@@ -71,35 +80,40 @@ public sealed class IngestionHarness : IAsyncDisposable
         ["Onnx:MaxWaitMs"] = "2",
         ["Persistence:ConnectionString"] = Database.ConnectionString,
         ["Cache:Redis"] = ServiceEnvironment.Redis,
+        ["Cache:KeyPrefix"] = CachePrefix,
         ["Kafka:BootstrapServers"] = Cluster.BootstrapServers,
         ["Kafka:GroupId"] = group ?? Group,
         ["Kafka:Topic"] = Topic,
         ["Kafka:OutputTopic"] = OutputTopic,
         ["Kafka:DeadLetterTopic"] = DeadLetterTopic,
-        ["Kafka:SessionTimeoutMs"] = "6000",
-        ["Kafka:AllowedFileRoots:0"] = TestPaths.Media,
-        ["Kafka:MaxInlineBytes"] = "262144",
-        ["Kafka:MaxInFlight"] = "64",
-        ["Kafka:ResumeInFlight"] = "16",
+        ["Kafka:Consumer:session.timeout.ms"] = "6000",
+        ["Content:AllowedFileRoots:0"] = TestPaths.Media,
+        ["Content:MaxInlineBytes"] = "262144",
+        ["Ingestion:MaxInFlight"] = "64",
+        ["Ingestion:ResumeInFlight"] = "16",
         // The stand-in models' similarities carry no meaning: keep the top-k labels whatever their score.
-        ["Kafka:TagThreshold"] = "-1",
+        ["Tagging:Threshold"] = "-1",
     };
 
-    /// <summary>Starts a worker in this process; returns its host (dispose = graceful stop).</summary>
-    public async Task<IHost> StartWorkerAsync(string? group = null, IReadOnlyDictionary<string, string?>? overrides = null)
+    /// <summary>Starts a worker in this process, as `freebind run` composes it; dispose the harness to stop it gracefully.</summary>
+    public async Task<RunningWorker> StartWorkerAsync(string? group = null, IReadOnlyDictionary<string, string?>? overrides = null,
+        Action<IHostApplicationBuilder>? configure = null)
     {
         var settings = Settings(group);
         foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
         var host = CliHost.Build(builder =>
         {
             builder.Configuration.AddInMemoryCollection(settings);
-            builder.AddPersistence();
-            builder.AddIngestion();
+            builder.AddIngestionWorker();
+            configure?.Invoke(builder);
         });
+        var worker = new RunningWorker(host, new IngestionMetricsListener(host.Services.GetRequiredService<IMeterFactory>()));
+        _workers.Add(worker);
         await host.StartAsync();
-        _hosts.Add(host);
-        return host;
+        return worker;
     }
+
+    private readonly List<RunningWorker> _workers = [];
 
     /// <summary>Starts `freebind run` as a child process (it can be killed for real).</summary>
     public Process StartWorkerProcess(string name)
@@ -208,16 +222,17 @@ public sealed class IngestionHarness : IAsyncDisposable
             if (!p.HasExited) p.Kill(entireProcessTree: true);
             p.Dispose();
         }
-        foreach (var host in _hosts)
+        foreach (var worker in _workers)
         {
             try
             {
-                await host.StopAsync(TimeSpan.FromSeconds(20));
+                await worker.Host.StopAsync(TimeSpan.FromSeconds(20));
             }
             catch (OperationCanceledException)
             {
             }
-            host.Dispose();
+            worker.Host.Dispose();
+            worker.Metrics.Dispose();
         }
         Producer.Dispose();
         Cluster.Dispose();

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Contracts;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Spaces;
 using FreeBind.Persistence.Tags;
@@ -63,10 +63,8 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
         // Replay from offset 0 with a new group: row count and content unchanged.
         var before = await Checksum(h, version.TableName);
         var replay = await h.StartWorkerAsync(group: h.Group + "-replay");
-        var worker = (IngestionWorker)replay.Services.GetService(typeof(IngestionWorker))!;
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (worker.Completed < 500 && DateTime.UtcNow < deadline) await Task.Delay(200);
-        Assert.Equal(500, worker.Completed);
+        await replay.Metrics.WaitForCompletedAsync(500, TimeSpan.FromMinutes(2));
+        Assert.Equal(500, replay.Metrics.Completed);
         Assert.Equal(500, await h.RowCountAsync());
         Assert.Equal(before, await Checksum(h, version.TableName));
         output.WriteLine($"500 events → 500 rows; replay unchanged ({before})");
@@ -82,15 +80,15 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
         new Random(3).NextBytes(randomWav);
         var poison = new (string Key, string Value, string Class)[]
         {
-            ("p-json", "{not json", PoisonException.InvalidJson),
-            ("p-missing", """{"id":"p-missing","type":"upserted","modality":"text","text":"x"}""", PoisonException.SchemaViolation),
-            ("p-modality", """{"id":"p-modality","tenant":"acme","type":"upserted","modality":"video","text":"x"}""", PoisonException.UnknownModality),
+            ("p-json", "{not json", ErrorClasses.InvalidJson),
+            ("p-missing", """{"id":"p-missing","type":"upserted","modality":"text","text":"x"}""", ErrorClasses.Schema),
+            ("p-modality", """{"id":"p-modality","tenant":"acme","type":"upserted","modality":"video","text":"x"}""", ErrorClasses.UnknownModality),
             ("p-jpeg", Json(new { id = "p-jpeg", tenant = "acme", type = "upserted", modality = "image", data = Convert.ToBase64String(corruptJpeg) }), "decode.truncated"),
             ("p-wav", Json(new { id = "p-wav", tenant = "acme", type = "upserted", modality = "audio", data = Convert.ToBase64String(randomWav) }), "decode.unsupported-format"),
-            ("p-big", Json(new { id = "p-big", tenant = "acme", type = "upserted", modality = "image", data = Convert.ToBase64String(new byte[300_000]) }), PoisonException.Oversize),
-            ("p-scheme", Json(new { id = "p-scheme", tenant = "acme", type = "upserted", modality = "image", uri = "ftp://example.org/x.jpg" }), PoisonException.ForbiddenUri),
-            ("p-host", Json(new { id = "p-host", tenant = "acme", type = "upserted", modality = "image", uri = "http://example.org/x.jpg" }), PoisonException.ForbiddenUri),
-            ("p-root", Json(new { id = "p-root", tenant = "acme", type = "upserted", modality = "image", uri = "file:///etc/passwd" }), PoisonException.ForbiddenUri),
+            ("p-big", Json(new { id = "p-big", tenant = "acme", type = "upserted", modality = "image", data = Convert.ToBase64String(new byte[300_000]) }), ErrorClasses.Oversize),
+            ("p-scheme", Json(new { id = "p-scheme", tenant = "acme", type = "upserted", modality = "image", uri = "ftp://example.org/x.jpg" }), ErrorClasses.ForbiddenUri),
+            ("p-host", Json(new { id = "p-host", tenant = "acme", type = "upserted", modality = "image", uri = "http://example.org/x.jpg" }), ErrorClasses.ForbiddenUri),
+            ("p-root", Json(new { id = "p-root", tenant = "acme", type = "upserted", modality = "image", uri = "file:///etc/passwd" }), ErrorClasses.ForbiddenUri),
         };
         await h.ProduceRawAsync(poison.Select(p => (p.Key, p.Value)));
         await h.ProduceAsync([("ok-1", IngestionHarness.TextEvent("ok-1", "still alive"))]);
@@ -116,8 +114,7 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
     {
         await using var h = await IngestionHarness.StartAsync("imagebind");
         await new TagVocabularyStore(h.Database.DataSource).UpsertAsync("acme", "sounds", Labels);
-        var host = await h.StartWorkerAsync();
-        var worker = (IngestionWorker)host.Services.GetService(typeof(IngestionWorker))!;
+        var worker = await h.StartWorkerAsync();
         // Many versions of the same items, then deletes of some, all in one burst: the last event per key wins.
         var events = new List<(string Key, object Value)>();
         for (var round = 0; round < 5; round++)
@@ -127,9 +124,8 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
             events.Add(($"k{i}", new { id = $"k{i}", tenant = "acme", type = "deleted" }));
         events.Add(("never-seen", new { id = "never-seen", tenant = "acme", type = "deleted" }));
         await h.ProduceAsync(events);
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (worker.Completed < events.Count && DateTime.UtcNow < deadline) await Task.Delay(200);
-        Assert.Equal(events.Count, worker.Completed);
+        await worker.Metrics.WaitForCompletedAsync(events.Count, TimeSpan.FromMinutes(2));
+        Assert.Equal(events.Count, worker.Metrics.Completed);
 
         Assert.Equal(15, await h.RowCountAsync());
         Assert.Equal(0L, await h.Database.ScalarAsync<long>("SELECT count(*) FROM atoms WHERE media_id IN ('k0','k4','k8','k12','k16')"));
@@ -150,14 +146,13 @@ public sealed class IngestionTests(EngineFixture engine, ITestOutputHelper outpu
     public async Task A_full_encoder_queue_pauses_the_partitions_and_memory_stays_bounded()
     {
         await using var h = await IngestionHarness.StartAsync("imagebind");
-        var host = await h.StartWorkerAsync(overrides: new Dictionary<string, string?> { ["Kafka:MaxInFlight"] = "8", ["Kafka:ResumeInFlight"] = "2" });
-        var worker = (IngestionWorker)host.Services.GetService(typeof(IngestionWorker))!;
+        var worker = await h.StartWorkerAsync(overrides: new Dictionary<string, string?> { ["Ingestion:MaxInFlight"] = "8", ["Ingestion:ResumeInFlight"] = "2" });
         var events = Enumerable.Range(0, 200).Select(i => ($"bp-{i}", IngestionHarness.TextEvent($"bp-{i}", $"back-pressure {i}"))).ToList();
         await h.ProduceAsync(events.Select(e => (e.Item1, (object)e.Item2)));
         await h.WaitForRowsAsync(200, TimeSpan.FromMinutes(2));
-        output.WriteLine($"pauses {worker.Pauses}, peak in flight {worker.PeakInFlight}");
-        Assert.True(worker.Pauses > 0, "the partitions were never paused");
-        Assert.True(worker.PeakInFlight <= 8, $"{worker.PeakInFlight} messages were in flight with Kafka:MaxInFlight=8");
+        output.WriteLine($"pauses {worker.Metrics.Pauses}, peak in flight {worker.Metrics.PeakInFlight}");
+        Assert.True(worker.Metrics.Pauses > 0, "the partitions were never paused");
+        Assert.True(worker.Metrics.PeakInFlight <= 8, $"{worker.Metrics.PeakInFlight} messages were in flight with Ingestion:MaxInFlight=8");
     }
 
     private static string Json(object value) => JsonSerializer.Serialize(value);

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using Confluent.Kafka;
-using FreeBind.Consumers.Kafka;
+using FreeBind.Consumers.Kafka.Embedded;
 
 namespace FreeBind.Tests.Kafka;
 

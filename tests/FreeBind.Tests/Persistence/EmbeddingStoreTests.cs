@@ -32,17 +32,15 @@ public sealed class EmbeddingStoreTests(MigratedDatabase fixture) : IClassFixtur
     private async Task<long> VocabularyAsync() =>
         await new TagVocabularyStore(_db.DataSource).UpsertAsync("acme", "vocab-" + Guid.NewGuid().ToString("N")[..8], ["dog", "cat", "car"]);
 
-    [Theory]
-    [InlineData(WriteStrategy.Unnest)]
-    [InlineData(WriteStrategy.CopyMerge)]
-    public async Task A_replayed_batch_changes_nothing(WriteStrategy strategy)
+    [Fact]
+    public async Task A_replayed_batch_changes_nothing()
     {
         var v = await NewVersionAsync();
         var vocab = await VocabularyAsync();
-        var prefix = $"replay-{strategy}-";
+        var prefix = "replay-";
         var items = TestData.Items(50, Dim, prefix);
         items[0] = items[0] with { Tags = [new TagScore(vocab, "dog", 0.9f), new TagScore(vocab, "cat", 0.4f)] };
-        var store = _db.Store(strategy);
+        var store = _db.Store();
 
         var first = await store.WriteBatchAsync(v, items);
         var before = await RowVersionsAsync(v);
@@ -57,28 +55,12 @@ public sealed class EmbeddingStoreTests(MigratedDatabase fixture) : IClassFixtur
     }
 
     [Fact]
-    public async Task Both_strategies_store_identical_rows()
-    {
-        var v = await NewVersionAsync();
-        var items = TestData.Items(20, Dim, "same-");
-
-        await _db.Store(WriteStrategy.CopyMerge).WriteBatchAsync(v, items);
-        var before = await RowVersionsAsync(v);
-        var replay = await _db.Store(WriteStrategy.Unnest).WriteBatchAsync(v, items);
-
-        Assert.True(replay.Unchanged, $"unnest replay of a COPY write wrote {replay}");
-        Assert.Equal(before, await RowVersionsAsync(v));
-    }
-
-    [Theory]
-    [InlineData(WriteStrategy.Unnest)]
-    [InlineData(WriteStrategy.CopyMerge)]
-    public async Task Changed_content_updates_only_what_changed(WriteStrategy strategy)
+    public async Task Changed_content_updates_only_what_changed()
     {
         var v = await NewVersionAsync();
         var vocab = await VocabularyAsync();
-        var store = _db.Store(strategy);
-        var id = $"change-{strategy}";
+        var store = _db.Store();
+        var id = "change";
         var item = TestData.Item(id, 1, Dim, [new TagScore(vocab, "dog", 0.9f), new TagScore(vocab, "cat", 0.5f)]);
         await store.WriteBatchAsync(v, [item]);
 
@@ -98,7 +80,7 @@ public sealed class EmbeddingStoreTests(MigratedDatabase fixture) : IClassFixtur
         var a = TestData.Item("dup", 1, Dim);
         var b = TestData.Item("dup", 2, Dim);
 
-        await _db.Store(WriteStrategy.CopyMerge).WriteBatchAsync(v, [a, b]);
+        await _db.Store().WriteBatchAsync(v, [a, b]);
 
         Assert.Equal(b.Embedding.ToArray(), await _db.Store().GetEmbeddingAsync(v, "dup"));
     }

@@ -4,7 +4,6 @@ using FreeBind.Persistence.Migrations;
 using FreeBind.Persistence.Spaces;
 using FreeBind.Tests.Services;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace FreeBind.Tests.Persistence;
@@ -55,9 +54,7 @@ public sealed class TestDatabase : IAsyncDisposable
 
     public SpaceCatalog Catalog() => new(DataSource, NullLogger<SpaceCatalog>.Instance);
 
-    public EmbeddingStore Store(WriteStrategy strategy = WriteStrategy.CopyMerge) =>
-        new(DataSource, Options.Create(new PersistenceOptions { ConnectionString = ConnectionString, WriteStrategy = strategy }),
-            NullLogger<EmbeddingStore>.Instance);
+    public EmbeddingStore Store() => new(DataSource, NullLogger<EmbeddingStore>.Instance);
 
     public async Task<T> ScalarAsync<T>(string sql, params object[] args)
     {

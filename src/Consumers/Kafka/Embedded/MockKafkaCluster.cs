@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Confluent.Kafka;
 
-namespace FreeBind.Consumers.Kafka;
+namespace FreeBind.Consumers.Kafka.Embedded;
 
 /// <summary>Kafka protocol request types, for fault injection with <see cref="MockKafkaCluster.PushRequestErrors"/>.</summary>
 public enum KafkaApiKey : short

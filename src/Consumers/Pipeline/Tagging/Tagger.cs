@@ -7,31 +7,34 @@ using FreeBind.Encoding.Spaces;
 using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Spaces;
 using FreeBind.Persistence.Tags;
+using Microsoft.Extensions.Options;
 
-namespace FreeBind.Consumers.Ingestion;
+namespace FreeBind.Consumers.Pipeline.Tagging;
 
 /// <summary>
 /// Zero-shot tags: each tenant's labels are embedded as text prompts ("a photo of a {label}.") in
 /// the same space version as the items, stored, and an item gets the top-k labels above a
 /// threshold by cosine similarity. Label embeddings belong to a space version, like everything else.
 /// </summary>
-public sealed class Tagger(TagVocabularyStore store, Embedder embedder, IngestionOptions options)
+public sealed class Tagger(TagVocabularyStore store, Embedder embedder, IOptions<TaggingOptions> options)
 {
     private static readonly TimeSpan Refresh = TimeSpan.FromSeconds(30);
     private readonly ConcurrentDictionary<(string Tenant, int Version, Modality Modality), (long Loaded, Task<Label[]> Labels)> _labels = new();
+
+    private readonly TaggingOptions _options = options.Value;
 
     private sealed record Label(long VocabularyId, string Text, float[] Vector);
 
     public async Task<IReadOnlyList<TagScore>> TagAsync(SpaceDefinition space, SpaceVersion version, string tenant, Modality modality, float[] vector, CancellationToken cancellationToken)
     {
-        if (options.TagTopK == 0) return [];
+        if (_options.TopK == 0) return [];
         var labels = await LabelsAsync(space, version, tenant, modality, cancellationToken);
         if (labels.Length == 0) return [];
         return labels
             .Select(l => new TagScore(l.VocabularyId, l.Text, TensorPrimitives.Dot(vector, l.Vector)))
-            .Where(t => t.Score >= options.TagThreshold)
+            .Where(t => t.Score >= _options.Threshold)
             .OrderByDescending(t => t.Score).ThenBy(t => t.Label, StringComparer.Ordinal)
-            .Take(options.TagTopK)
+            .Take(_options.TopK)
             .ToList();
     }
 
@@ -62,7 +65,7 @@ public sealed class Tagger(TagVocabularyStore store, Embedder embedder, Ingestio
     private async Task<Label[]> LoadAsync(SpaceDefinition space, SpaceVersion version, string tenant, Modality modality, CancellationToken cancellationToken)
     {
         if (!space.Plans.ContainsKey(Modality.Text)) return []; // labels are embedded as text
-        var template = options.TagTemplates.GetValueOrDefault(modality.ToName(), "{label}");
+        var template = _options.Templates.GetValueOrDefault(modality.ToName(), "{label}");
         var result = new List<Label>();
         foreach (var vocabulary in await store.ListAsync(tenant, cancellationToken))
         {

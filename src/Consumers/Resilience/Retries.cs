@@ -1,0 +1,73 @@
+using FreeBind.Consumers.Ingestion;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
+
+namespace FreeBind.Consumers.Resilience;
+
+/// <summary>
+/// Every retry of the worker, with one backoff (exponential from 100 ms, jittered, at most 5 s):
+/// writes while Postgres is away, produces while Kafka is, items whose remote source or whose
+/// code failed. Each pipeline differs only in what it retries and how often.
+/// </summary>
+public sealed partial class Retries(IOptions<IngestionOptions> options, IngestionMetrics metrics, ILogger<Retries> logger)
+{
+    private readonly IngestionOptions _options = options.Value;
+
+    /// <summary>Postgres writes and reads: transient failures until they pass (or the work is cancelled).</summary>
+    public ResiliencePipeline Storage { get; } = Build("storage", (e, _) => Failures.Classify(e) is FailureKind.Transient or FailureKind.Deployment, metrics, logger);
+
+    /// <summary>Kafka produce calls: every non-fatal error until it passes, except a message too large (it never will).</summary>
+    public ResiliencePipeline Produce { get; } = Build("produce", (e, _) => e is Confluent.Kafka.KafkaException { Error.IsFatal: false } k
+                                                                          && k.Error.Code != Confluent.Kafka.ErrorCode.MsgSizeTooLarge, metrics, logger);
+
+    /// <summary>
+    /// One item through the pipeline: infrastructure failures until they pass, a remote source
+    /// <see cref="IngestionOptions.RemoteAttempts"/> times, an unforeseen failure
+    /// <see cref="IngestionOptions.UnforeseenAttempts"/> times; refusals not at all.
+    /// </summary>
+    public ResiliencePipeline Item => _item ??= Build("item", (e, attempt) => e switch
+    {
+        Contracts.RejectedException or FreeBind.Encoding.Preprocessing.MediaException or FreeBind.Encoding.ModelOutputException => false,
+        TimeoutException or HttpRequestException => attempt + 1 < _options.RemoteAttempts,
+        _ => Failures.Classify(e) switch
+        {
+            FailureKind.Transient or FailureKind.Deployment or FailureKind.StaleTarget => true,
+            FailureKind.ItemRefused => false,
+            _ => attempt + 1 < _options.UnforeseenAttempts,
+        },
+    }, metrics, logger);
+
+    private ResiliencePipeline? _item;
+
+    /// <summary>The pipeline for anything else, retrying what <paramref name="shouldRetry"/> (exception, attempt from 0) allows.</summary>
+    public ResiliencePipeline For(string operation, Func<Exception, int, bool> shouldRetry) => Build(operation, shouldRetry, metrics, logger);
+
+    private static ResiliencePipeline Build(string operation, Func<Exception, int, bool> shouldRetry, IngestionMetrics metrics, ILogger logger) =>
+        new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e and not OperationCanceledException
+                                                        && !args.Context.CancellationToken.IsCancellationRequested
+                                                        && shouldRetry(e, args.AttemptNumber)),
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+            Delay = TimeSpan.FromMilliseconds(100),
+            MaxDelay = TimeSpan.FromSeconds(5),
+            OnRetry = args =>
+            {
+                metrics.Retried(operation);
+                // The first tries are routine (a failover, a slow source); from the fourth on, every one is worth a line.
+                if (args.AttemptNumber < 3) LogRetryDebug(logger, operation, args.AttemptNumber + 1, args.Outcome.Exception!.Message);
+                else LogRetry(logger, operation, args.AttemptNumber + 1, args.Outcome.Exception!.Message);
+                return ValueTask.CompletedTask;
+            },
+        }).Build();
+
+    [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Retrying {Operation} (attempt {Attempt}): {Reason}")]
+    private static partial void LogRetryDebug(ILogger logger, string operation, int attempt, string reason);
+
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Warning, Message = "Retrying {Operation} (attempt {Attempt}): {Reason}")]
+    private static partial void LogRetry(ILogger logger, string operation, int attempt, string reason);
+}

@@ -1,0 +1,107 @@
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Resilience;
+using FreeBind.Persistence.Spaces;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace FreeBind.Consumers.Spaces;
+
+/// <summary>
+/// Keeps <see cref="WriteTargets"/> current while the worker runs: LISTENs on
+/// <see cref="SpaceCatalog.ChangesChannel"/> (a trigger announces every change of
+/// <c>space_versions</c>) and also re-reads every <see cref="IngestionOptions.TargetPollSeconds"/>,
+/// so a notification missed while disconnected only delays a change.
+/// </summary>
+public sealed partial class TargetWatcher(
+    WriteTargets targets, NpgsqlDataSource dataSource, IOptions<IngestionOptions> options, Retries retries,
+    ILogger<TargetWatcher> logger) : BackgroundService
+{
+    /// <summary>Set when a change made the worker unable to go on (the active version cannot be loaded).</summary>
+    public TargetUnavailableException? Fault { get; private set; }
+
+    /// <summary>Raised after a refresh failed that way; the worker stops on it.</summary>
+    public event Action<TargetUnavailableException>? Failed;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var changed = new SemaphoreSlim(0);
+        var listening = ListenAsync(changed, stoppingToken);
+        var poll = TimeSpan.FromSeconds(options.Value.TargetPollSeconds);
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                await changed.WaitAsync(poll, stoppingToken);
+                while (changed.CurrentCount > 0) await changed.WaitAsync(stoppingToken); // fold a burst of notifications into one read
+                if (Volatile.Read(ref _started) == 0) continue;
+                try
+                {
+                    await retries.Storage.ExecuteAsync(async token => await targets.RefreshAsync(token), stoppingToken);
+                }
+                catch (TargetUnavailableException e)
+                {
+                    Fault = e;
+                    Failed?.Invoke(e);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await listening;
+        }
+    }
+
+    private int _started;
+
+    /// <summary>Starts refreshing (after the worker loaded the first set).</summary>
+    public void Begin() => Volatile.Write(ref _started, 1);
+
+    private async Task ListenAsync(SemaphoreSlim changed, CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(stoppingToken);
+                connection.Notification += (_, e) =>
+                {
+                    if (e.Channel == SpaceCatalog.ChangesChannel && Volatile.Read(ref _started) == 1 && e.Payload == targets.Space)
+                        changed.Release();
+                };
+                await using (var listen = new NpgsqlCommand($"LISTEN {SpaceCatalog.ChangesChannel}", connection))
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                changed.Release(); // anything may have changed while we were not listening
+                LogListening(logger, SpaceCatalog.ChangesChannel);
+                while (true) await connection.WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+            {
+                LogListenLost(logger, e.Message);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Debug, Message = "Listening on {Channel} for space version changes")]
+    private static partial void LogListening(ILogger logger, string channel);
+
+    [LoggerMessage(EventId = 5011, Level = LogLevel.Warning, Message = "Space version notifications interrupted ({Reason}); polling until they resume")]
+    private static partial void LogListenLost(ILogger logger, string reason);
+}
