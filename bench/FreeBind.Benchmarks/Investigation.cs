@@ -89,6 +89,7 @@ internal sealed class Investigation(Workload workload) : IDisposable
         Add("engine graph, ORT_DISABLE_ALL", engineGraph, Options(GraphOptimizationLevel.ORT_DISABLE_ALL));
         Add("variant: wide Gemm → Split → 14 × 2-D Gemm (no transpose)", VariantGraphs.WideGemmThenSplit(workload.Weights), Options());
         Add("variant: 14 separate Gemm → ReLU → Gemm chains (no wide GEMM)", VariantGraphs.SeparateChains(workload.Weights), Options());
+        Add("earlier engine layout: wide Gemm → Reshape/Transpose → batched 3-D MatMul", VariantGraphs.WideGemmThenBatchedMatMul(workload.Weights), Options());
         var spinless = new ProjectorSessionsBaseline(workload, path =>
         {
             using var so = Options(spinning: false);

@@ -44,6 +44,21 @@ internal static class Timer
         return [.. cases.Select((c, i) => new Timing(c.Name, batch, Median(samples[i]), samples[i].Count))];
     }
 
+    /// <summary>
+    /// Runs a whole timing <paramref name="rounds"/> times; returns, per case, the median of the
+    /// rounds' medians, and every round's timings (for the spread).
+    /// </summary>
+    public static (IReadOnlyList<Timing> Median, IReadOnlyList<IReadOnlyList<Timing>> Rounds) InRounds(int rounds, Func<IReadOnlyList<Timing>> time)
+    {
+        var all = Enumerable.Range(0, rounds).Select(_ => time()).ToList();
+        var median = all[0].Select((t, i) => t with
+        {
+            MedianSeconds = Median([.. all.Select(r => r[i].MedianSeconds)]),
+            Iterations = all.Sum(r => r[i].Iterations),
+        }).ToList();
+        return (median, all);
+    }
+
     private static double Median(List<double> values)
     {
         values.Sort();

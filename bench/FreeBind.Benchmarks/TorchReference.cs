@@ -14,7 +14,7 @@ internal sealed record TorchReport(string TorchVersion, int Threads, string Open
 /// </summary>
 internal static class TorchReference
 {
-    public static TorchReport Run(string python, string script, string modelsDir, IReadOnlyList<int> batches, double seconds, Workload workload)
+    public static TorchReport Run(string python, string script, string modelsDir, IReadOnlyList<int> batches, double seconds, Workload workload, int torchThreads)
     {
         var dir = Directory.CreateTempSubdirectory("freebind-bench-");
         try
@@ -22,12 +22,13 @@ internal static class TorchReference
             var inputs = Path.Combine(dir.FullName, "atoms.f32");
             var outputs = Path.Combine(dir.FullName, "mixture.f32");
             workload.WriteAtoms(inputs);
-            // GEMMs (≈ all of the work) run on OpenBLAS's own pool, one thread per core; torch's
-            // intra-op pool stays at 1 so the two pools do not oversubscribe the cores. OpenBLAS picks its
-            // own kernel (the core-type overrides of this environment are removed).
+            // GEMMs (≈ all of the work) run on OpenBLAS's own pool, one thread per core; (c) keeps
+            // torch's intra-op pool at 1 so the two pools do not oversubscribe the cores (the benchmark
+            // also measures both at one thread per core). OpenBLAS picks its own kernel (the core-type
+            // overrides of this environment are removed).
             using var json = PythonScript.RunJson(python,
                 [script, "--models", modelsDir, "--batches", string.Join(',', batches), "--seconds",
-                 seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "1", "--inputs", inputs, "--outputs", outputs],
+                 seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", torchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture), "--inputs", inputs, "--outputs", outputs],
                 new Dictionary<string, string?>
                 {
                     ["OPENBLAS_CORETYPE"] = null,

@@ -20,6 +20,62 @@ internal static class VariantGraphs
     /// <summary>Every projector as its own Gemm → ReLU → Gemm chain (no wide GEMM), in one graph.</summary>
     public static byte[] SeparateChains(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets) => Build(sets, wideFirstLayer: false);
 
+    /// <summary>
+    /// The engine's earlier layout, kept so that its comparison is reproduced in every run: per set,
+    /// one wide first <c>Gemm</c> [B,in]·[in,K·H], ReLU, Reshape to [B,K,H], Transpose to [K,B,H],
+    /// one batched 3-D <c>MatMul</c> with the K second-layer weights [K,H,out], bias, normalisation
+    /// per projector, then the sum over K and sets, the mean and the final normalisation.
+    /// </summary>
+    public static byte[] WideGemmThenBatchedMatMul(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets)
+    {
+        var g = new Graph();
+        var outDim = sets[0][0].OutputDimension;
+        var total = sets.Sum(s => s.Count);
+        var sums = new List<string>();
+        g.Tensor("eps", [1], [1e-12f]);
+        g.TensorInt64("axis0", [1], [0]);
+        for (var s = 0; s < sets.Count; s++)
+        {
+            var set = sets[s];
+            int k = set.Count, inDim = set[0].InputDimension, hidden = set[0].HiddenDimension;
+            var x = MixtureGraphBuilder.InputName(s);
+            g.Input(x, inDim);
+            var wide = new float[inDim * k * hidden];
+            var wideBias = new float[k * hidden];
+            var second = new float[k * hidden * outDim];
+            var secondBias = new float[k * outDim];
+            for (var p = 0; p < k; p++)
+            {
+                for (var i = 0; i < inDim; i++) Array.Copy(set[p].W1, i * hidden, wide, i * k * hidden + p * hidden, hidden);
+                Array.Copy(set[p].B1, 0, wideBias, p * hidden, hidden);
+                Array.Copy(set[p].W2, 0, second, p * hidden * outDim, hidden * outDim);
+                Array.Copy(set[p].B2, 0, secondBias, p * outDim, outDim);
+            }
+            g.Tensor($"s{s}_w1", [inDim, k * hidden], wide);
+            g.Tensor($"s{s}_b1", [k * hidden], wideBias);
+            g.Tensor($"s{s}_w2", [k, hidden, outDim], second);
+            g.Tensor($"s{s}_b2", [k, 1, outDim], secondBias);
+            g.TensorInt64($"s{s}_shape", [3], [0, k, hidden]);
+            g.Node("Gemm", [x, $"s{s}_w1", $"s{s}_b1"], [$"s{s}_h"]);
+            g.Node("Relu", [$"s{s}_h"], [$"s{s}_hr"]);
+            g.Node("Reshape", [$"s{s}_hr", $"s{s}_shape"], [$"s{s}_h3"]);
+            g.Node("Transpose", [$"s{s}_h3"], [$"s{s}_ht"], Graph.Ints("perm", [1, 0, 2]));
+            g.Node("MatMul", [$"s{s}_ht", $"s{s}_w2"], [$"s{s}_y0"]);
+            g.Node("Add", [$"s{s}_y0", $"s{s}_b2"], [$"s{s}_y"]);
+            g.Node("ReduceL2", [$"s{s}_y"], [$"s{s}_l2"], Graph.Ints("axes", [2]), Graph.Int("keepdims", 1));
+            g.Node("Max", [$"s{s}_l2", "eps"], [$"s{s}_den"]);
+            g.Node("Div", [$"s{s}_y", $"s{s}_den"], [$"s{s}_yn"]);
+            g.Node("ReduceSum", [$"s{s}_yn", "axis0"], [$"s{s}_sum"], Graph.Int("keepdims", 0));
+            sums.Add($"s{s}_sum");
+        }
+        g.Tensor("inv_k", [1], [1f / total]);
+        g.Node("Sum", sums, ["total"]);
+        g.Node("Mul", ["total", "inv_k"], ["mean"]);
+        g.Normalize("mean", MixtureGraphBuilder.OutputName);
+        g.Output(MixtureGraphBuilder.OutputName, outDim);
+        return g.ToModel();
+    }
+
     private static byte[] Build(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets, bool wideFirstLayer)
     {
         var g = new Graph();
@@ -91,6 +147,13 @@ internal static class VariantGraphs
             _graph.Message(5, t.Varint(2, 1).String(8, name).Bytes(9, MemoryMarshal.AsBytes(data.AsSpan())));
         }
 
+        public void TensorInt64(string name, long[] dims, long[] data)
+        {
+            var t = new ProtoWriter();
+            foreach (var d in dims) t.Varint(1, d);
+            _graph.Message(5, t.Varint(2, 7).String(8, name).Bytes(9, MemoryMarshal.AsBytes(data.AsSpan())));
+        }
+
         public void Node(string op, IEnumerable<string> inputs, IEnumerable<string> outputs, params ProtoWriter[] attributes)
         {
             var n = new ProtoWriter();
@@ -103,7 +166,7 @@ internal static class VariantGraphs
 
         public static ProtoWriter Int(string name, long value) => new ProtoWriter().String(1, name).Varint(3, value).Varint(20, 2);
 
-        private static ProtoWriter Ints(string name, long[] values)
+        public static ProtoWriter Ints(string name, long[] values)
         {
             var a = new ProtoWriter().String(1, name);
             foreach (var v in values) a.Varint(8, v);

@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--models", required=True, help="folder holding IB_PP_G_Proj/ and IB_PP_M_Proj/")
     ap.add_argument("--batches", default="1,64,256")
     ap.add_argument("--seconds", type=float, default=1.5, help="timed seconds per batch size")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (OpenBLAS has its own pool)")
     ap.add_argument("--inputs", help="raw float32 [2, max batch, 512]: the two (normalised) atoms")
     ap.add_argument("--outputs", help="write the largest batch's mixture here, raw float32 [batch, 1024]")
     args = ap.parse_args()
