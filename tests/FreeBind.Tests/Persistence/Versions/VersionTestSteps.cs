@@ -32,6 +32,13 @@ internal static class VersionTestSteps
         return (await db.Lifecycle().MarkReadyAsync(version, run)).Version;
     }
 
+    /// <summary>Runs one statement.</summary>
+    public static async Task ExecuteAsync(this TestDatabase db, string sql)
+    {
+        await using var cmd = db.DataSource.CreateCommand(sql);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
     /// <summary>Whether a relation exists.</summary>
     public static async Task<bool> TableExistsAsync(this TestDatabase db, string table) =>
         await db.ScalarAsync<bool>("SELECT to_regclass($1) IS NOT NULL", "\"" + table + "\"");
