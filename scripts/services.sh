@@ -8,6 +8,7 @@
 #   scripts/services.sh env            print `export FREEBIND_PG=... FREEBIND_REDIS=... FREEBIND_RABBITMQ=...` (eval it)
 #   scripts/services.sh status         say what is running
 #   scripts/services.sh stop-postgres|start-postgres|stop-redis|start-redis|stop-rabbitmq|start-rabbitmq   (fault tests)
+#   scripts/services.sh add-rabbitmq-vhost NAME|delete-rabbitmq-vhost NAME   (a test class's own broker namespace)
 #
 # Ports: $FREEBIND_PG_PORT (55432), $FREEBIND_REDIS_PORT (56379) and $FREEBIND_RABBITMQ_PORT (55672,
 # AMQP); Redis memory cap $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache).
@@ -239,6 +240,13 @@ stop_rabbitmq() {
   log "rabbitmq stopped"
 }
 
+add_vhost() {
+  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" add_vhost "$1" >/dev/null 2>&1 || true
+  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
+}
+
+delete_vhost() { rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" delete_vhost "$1" >/dev/null 2>&1 || true; }
+
 print_env() {
   # The ports too, so stop-/start- subcommands run from that shell (the fault tests) find the same services.
   echo "export FREEBIND_PG_PORT=$PG_PORT FREEBIND_REDIS_PORT=$REDIS_PORT FREEBIND_RABBITMQ_PORT=$RABBIT_PORT"
@@ -260,5 +268,7 @@ case "${1:-}" in
   stop-redis)     stop_redis ;;
   start-rabbitmq) start_rabbitmq ;;
   stop-rabbitmq)  stop_rabbitmq ;;
-  *) echo "usage: $0 start|stop|env|status|start-postgres|stop-postgres|start-redis|stop-redis|start-rabbitmq|stop-rabbitmq" >&2; exit 2 ;;
+  add-rabbitmq-vhost)    add_vhost "${2:?vhost name}" ;;
+  delete-rabbitmq-vhost) delete_vhost "${2:?vhost name}" ;;
+  *) echo "usage: $0 start|stop|env|status|start-postgres|stop-postgres|start-redis|stop-redis|start-rabbitmq|stop-rabbitmq|add-rabbitmq-vhost NAME|delete-rabbitmq-vhost NAME" >&2; exit 2 ;;
 esac

@@ -25,6 +25,9 @@ public sealed class ScriptedArchive
     /// <summary>Spaces whose plan command is left unanswered (a run that stays in Planning).</summary>
     public ConcurrentDictionary<string, bool> HoldPlan { get; } = new();
 
+    /// <summary>Time each batch takes (a run long enough to disturb).</summary>
+    public TimeSpan BatchDelay { get; set; }
+
     /// <summary>Batches with a sequence in this set report one item failed with reason "content-gone".</summary>
     public ConcurrentDictionary<long, bool> FailOneIn { get; } = new();
 
@@ -68,6 +71,7 @@ public sealed class ScriptedWorkers(ScriptedArchive archive) :
     public async Task Consume(ConsumeContext<BackfillBatch> context)
     {
         var m = context.Message;
+        if (archive.BatchDelay > TimeSpan.Zero) await Task.Delay(archive.BatchDelay);
         var ids = archive.Ids.Where(id => (m.After is null || string.CompareOrdinal(id, m.After) > 0) && string.CompareOrdinal(id, m.Last) <= 0).ToList();
         foreach (var id in ids) archive.Written.AddOrUpdate(id, 1, (_, n) => n + 1);
         var failed = archive.FailOneIn.ContainsKey(m.Sequence) ? new Dictionary<string, int> { ["content-gone"] = 1 } : [];

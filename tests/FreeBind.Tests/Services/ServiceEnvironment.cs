@@ -26,10 +26,10 @@ internal static class ServiceEnvironment
             : throw new InvalidOperationException($"${name} is not set; the tests need the real services: {StartHint}");
 
     /// <summary>Runs <c>scripts/services.sh {subcommand}</c> (fault tests stop and start one service).</summary>
-    public static async Task RunScriptAsync(string subcommand)
+    public static async Task RunScriptAsync(string subcommand, params string[] args)
     {
         var script = Path.Combine(TestPaths.RepoRoot, "scripts", "services.sh");
-        var psi = new ProcessStartInfo("bash", [script, subcommand])
+        var psi = new ProcessStartInfo("bash", [script, subcommand, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
