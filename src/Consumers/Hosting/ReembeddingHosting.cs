@@ -67,6 +67,14 @@ public static class ReembeddingHosting
                     cfg.ConfigureEndpoints(context);
                 });
         });
+        // Start returns once every queue and binding exists, so nothing published right after is
+        // lost to an exchange nobody is bound to yet, and an unreachable broker fails the start.
+        builder.Services.Configure<MassTransitHostOptions>(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromMinutes(1);
+            o.StopTimeout = TimeSpan.FromSeconds(30);
+        });
         if (roles.HasFlag(ReembeddingRoles.SagaHost))
             builder.Services.AddHostedService<ReembeddingWatchdog>();
         return builder;
