@@ -53,6 +53,14 @@ public sealed class IngestionHarness : IAsyncDisposable
             MessageTimeoutMs = 60_000,
             LingerMs = 5,
         }).Build();
+        RawProducer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
+        {
+            BootstrapServers = cluster.BootstrapServers,
+            EnableIdempotence = true,
+            Acks = Acks.All,
+            MessageTimeoutMs = 60_000,
+            MessageMaxBytes = 8_000_000,
+        }).Build();
     }
 
     public const int Partitions = 4;
@@ -65,6 +73,9 @@ public sealed class IngestionHarness : IAsyncDisposable
     public string Group { get; }
     public string CachePrefix { get; }
     public IProducer<string, string> Producer { get; }
+
+    /// <summary>Produces any bytes (or none) as key and value, with headers: what a hostile producer can send.</summary>
+    public IProducer<byte[]?, byte[]?> RawProducer { get; }
 
     public static async Task<IngestionHarness> StartAsync(string space = "imagebind", int brokers = 1) =>
         new(await TestDatabase.CreateAsync(), MockKafkaCluster.Start(brokers, TimeSpan.FromSeconds(1)), space);
@@ -115,6 +126,20 @@ public sealed class IngestionHarness : IAsyncDisposable
 
     private readonly List<RunningWorker> _workers = [];
 
+    /// <summary>Stops an in-process worker gracefully (in-flight work finished, offsets committed).</summary>
+    public async Task StopWorkerAsync(RunningWorker worker)
+    {
+        _workers.Remove(worker);
+        await worker.Host.StopAsync(TimeSpan.FromSeconds(30));
+        worker.Host.Dispose();
+        worker.Metrics.Dispose();
+    }
+
+    /// <summary>The dead letters of the scenario, with their parsed headers.</summary>
+    public List<(ConsumeResult<byte[], byte[]> Message, FreeBind.Consumers.Contracts.DeadLetter Letter)> DeadLetters(int expected, TimeSpan? timeout = null) =>
+        [.. ReadTopic<byte[]>(DeadLetterTopic, expected, timeout ?? TimeSpan.FromSeconds(30))
+            .Select(m => (m, FreeBind.Consumers.Contracts.DeadLetterHeaders.Read(m.Message.Headers.Select(h => (h.Key, h.GetValueBytes())))))];
+
     /// <summary>Starts `freebind run` as a child process (it can be killed for real).</summary>
     public Process StartWorkerProcess(string name)
     {
@@ -147,6 +172,15 @@ public sealed class IngestionHarness : IAsyncDisposable
     {
         var deliveries = messages.Select(m => Producer.ProduceAsync(Topic, new Message<string, string> { Key = m.Key, Value = m.Value })).ToList();
         await Task.WhenAll(deliveries);
+    }
+
+    /// <summary>Produces one message as given, to a partition when one is named; returns where it landed.</summary>
+    public Task<DeliveryResult<byte[]?, byte[]?>> ProduceBytesAsync(byte[]? key, byte[]? value, Headers? headers = null, int? partition = null)
+    {
+        var message = new Message<byte[]?, byte[]?> { Key = key, Value = value, Headers = headers ?? [] };
+        return partition is { } p
+            ? RawProducer.ProduceAsync(new TopicPartition(Topic, p), message)
+            : RawProducer.ProduceAsync(Topic, message);
     }
 
     public static object TextEvent(string id, string text, string tenant = "acme") => new { id, tenant, type = "upserted", modality = "text", text };
@@ -193,9 +227,13 @@ public sealed class IngestionHarness : IAsyncDisposable
     }
 
     /// <summary>Every message of a topic (from the start), by a throw-away consumer.</summary>
-    public List<ConsumeResult<string, byte[]>> ReadTopic(string topic, int expected, TimeSpan timeout)
+    public List<ConsumeResult<string, byte[]>> ReadTopic(string topic, int expected, TimeSpan timeout) =>
+        ReadTopic<string>(topic, expected, timeout);
+
+    /// <summary>Every message of a topic (from the start), keys deserialised as <typeparamref name="TKey"/> (byte[] for the raw bytes).</summary>
+    public List<ConsumeResult<TKey, byte[]>> ReadTopic<TKey>(string topic, int expected, TimeSpan timeout)
     {
-        using var consumer = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
+        using var consumer = new ConsumerBuilder<TKey, byte[]>(new ConsumerConfig
         {
             BootstrapServers = Cluster.BootstrapServers,
             GroupId = "reader-" + Guid.NewGuid().ToString("N")[..8],
@@ -203,7 +241,7 @@ public sealed class IngestionHarness : IAsyncDisposable
             EnableAutoCommit = false,
         }).Build();
         consumer.Subscribe(topic);
-        var result = new List<ConsumeResult<string, byte[]>>();
+        var result = new List<ConsumeResult<TKey, byte[]>>();
         var watch = Stopwatch.StartNew();
         while (watch.Elapsed < timeout && result.Count < expected)
             if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is { Message: not null } r) result.Add(r);
@@ -235,6 +273,7 @@ public sealed class IngestionHarness : IAsyncDisposable
             worker.Metrics.Dispose();
         }
         Producer.Dispose();
+        RawProducer.Dispose();
         Cluster.Dispose();
         await Database.DisposeAsync();
     }

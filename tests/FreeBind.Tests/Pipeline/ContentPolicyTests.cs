@@ -1,0 +1,175 @@
+using FreeBind.Consumers.Contracts;
+using FreeBind.Consumers.Pipeline.Content;
+using Microsoft.Extensions.Options;
+
+namespace FreeBind.Tests.Pipeline;
+
+/// <summary>
+/// The content policy on a real file system: only regular files whose real location is inside an
+/// allowed root are read, never more than the cap, and "missing" and "not allowed" give the same
+/// answer. Each case builds its own folders under a fresh temporary directory.
+/// </summary>
+public sealed class ContentPolicyTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("freebind-policy-");
+    private readonly string _root;
+    private readonly string _outside;
+
+    public ContentPolicyTests()
+    {
+        _root = Directory.CreateDirectory(Path.Combine(_dir.FullName, "media")).FullName;
+        _outside = Directory.CreateDirectory(Path.Combine(_dir.FullName, "secrets")).FullName;
+        File.WriteAllText(Path.Combine(_root, "ok.txt"), "inside");
+        File.WriteAllText(Path.Combine(_outside, "key.txt"), "outside");
+    }
+
+    private ContentResolver Resolver(long maxFetchBytes = 1024) => new(Options.Create(new ContentOptions
+    {
+        AllowedFileRoots = [_root],
+        MaxFetchBytes = maxFetchBytes,
+    }), new SocketsHttpHandler());
+
+    private static MediaSource.Link Link(string path) => new(new Uri(path));
+
+    private async Task<RejectedException> RefusedAsync(string path, long maxFetchBytes = 1024) =>
+        await Assert.ThrowsAsync<RejectedException>(() => Resolver(maxFetchBytes).ResolveAsync(Link(path), CancellationToken.None));
+
+    [Fact]
+    public async Task A_regular_file_inside_the_root_is_read_and_a_link_that_stays_inside_is_followed()
+    {
+        File.CreateSymbolicLink(Path.Combine(_root, "alias.txt"), Path.Combine(_root, "ok.txt"));
+
+        Assert.Equal("inside"u8.ToArray(), await Resolver().ResolveAsync(Link(Path.Combine(_root, "ok.txt")), CancellationToken.None));
+        Assert.Equal("inside"u8.ToArray(), await Resolver().ResolveAsync(Link(Path.Combine(_root, "alias.txt")), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_sibling_folder_whose_name_starts_with_the_root_is_outside()
+    {
+        var sibling = Directory.CreateDirectory(_root + "-evil").FullName;
+        File.WriteAllText(Path.Combine(sibling, "x.txt"), "sibling");
+
+        var e = await RefusedAsync(Path.Combine(sibling, "x.txt"));
+        Assert.Equal(ErrorClasses.ForbiddenUri, e.ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_symlinked_file_pointing_outside_is_refused()
+    {
+        File.CreateSymbolicLink(Path.Combine(_root, "leak.txt"), Path.Combine(_outside, "key.txt"));
+
+        Assert.Equal(ErrorClasses.ForbiddenUri, (await RefusedAsync(Path.Combine(_root, "leak.txt"))).ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_symlinked_folder_in_the_middle_of_the_path_pointing_outside_is_refused()
+    {
+        var nested = Directory.CreateDirectory(Path.Combine(_root, "albums")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(nested, "shared"), _outside);
+
+        Assert.Equal(ErrorClasses.ForbiddenUri, (await RefusedAsync(Path.Combine(nested, "shared", "key.txt"))).ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_device_reached_through_a_link_is_refused_without_being_read()
+    {
+        File.CreateSymbolicLink(Path.Combine(_root, "zero.bin"), "/dev/zero");
+
+        // /dev/zero would be read until memory runs out if it were followed.
+        Assert.Equal(ErrorClasses.ForbiddenUri, (await RefusedAsync(Path.Combine(_root, "zero.bin"), maxFetchBytes: long.MaxValue / 2)).ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_fifo_inside_the_root_is_refused_without_blocking()
+    {
+        var fifo = Path.Combine(_root, "pipe");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo])!)
+            await mkfifo.WaitForExitAsync();
+        Assert.True(File.Exists(fifo), "mkfifo did not create the FIFO");
+
+        // A blocking open would wait for a writer for ever; the deadline proves it does not.
+        var refused = RefusedAsync(fifo);
+        Assert.Same(refused, await Task.WhenAny(refused, Task.Delay(TimeSpan.FromSeconds(10))));
+        Assert.Equal(ErrorClasses.ForbiddenUri, (await refused).ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_folder_is_not_a_file()
+    {
+        Assert.Equal(ErrorClasses.ForbiddenUri, (await RefusedAsync(_root)).ErrorClass);
+    }
+
+    [Fact]
+    public async Task Missing_and_not_allowed_are_one_answer()
+    {
+        var missing = await RefusedAsync(Path.Combine(_root, "nope.txt"));
+        var outside = await RefusedAsync(Path.Combine(_outside, "key.txt"));
+
+        Assert.Equal(missing.ErrorClass, outside.ErrorClass);
+        Assert.Equal(missing.Message.Replace(Path.Combine(_root, "nope.txt"), "PATH", StringComparison.Ordinal),
+            outside.Message.Replace(Path.Combine(_outside, "key.txt"), "PATH", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_file_over_the_cap_is_refused_before_it_is_read()
+    {
+        File.WriteAllBytes(Path.Combine(_root, "big.bin"), new byte[5000]);
+
+        Assert.Equal(ErrorClasses.Oversize, (await RefusedAsync(Path.Combine(_root, "big.bin"), maxFetchBytes: 4096)).ErrorClass);
+    }
+
+    [Fact]
+    public async Task A_file_that_grows_while_it_is_read_is_never_read_past_the_cap()
+    {
+        const int cap = 2 * 1024 * 1024;
+        var path = Path.Combine(_root, "growing.bin");
+        File.WriteAllBytes(path, []);
+        using var cts = new CancellationTokenSource();
+        var writer = Task.Run(async () =>
+        {
+            await using var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+            var chunk = new byte[16 * 1024];
+            while (!cts.IsCancellationRequested && stream.Length < 32L * 1024 * 1024)
+            {
+                await stream.WriteAsync(chunk);
+                await stream.FlushAsync();
+            }
+        });
+        var (returned, refused, largest) = (0, 0, 0L);
+        try
+        {
+            // Read again and again while a writer appends: whatever the size was when the file was
+            // opened, no read returns more than the cap; reads once the file has passed it are refused.
+            while (!writer.IsCompleted)
+            {
+                try
+                {
+                    var bytes = await Resolver(cap).ResolveAsync(Link(path), CancellationToken.None);
+                    returned++;
+                    largest = Math.Max(largest, bytes.Length);
+                }
+                catch (RejectedException e) when (e.ErrorClass == ErrorClasses.Oversize)
+                {
+                    refused++;
+                }
+            }
+        }
+        finally
+        {
+            await cts.CancelAsync();
+            await writer;
+        }
+        Assert.True(largest <= cap, $"a read returned {largest} bytes with a cap of {cap}");
+        Assert.True(returned > 0 && refused > 0, $"the file was read {returned} times under the cap and refused {refused} times over it");
+    }
+
+    [Fact]
+    public async Task A_file_uri_with_a_host_is_refused()
+    {
+        var e = await Assert.ThrowsAsync<RejectedException>(() =>
+            Resolver().ResolveAsync(new MediaSource.Link(new Uri("file://fileserver" + Path.Combine(_root, "ok.txt"))), CancellationToken.None));
+        Assert.Equal(ErrorClasses.ForbiddenUri, e.ErrorClass);
+    }
+
+    public void Dispose() => _dir.Delete(recursive: true);
+}
