@@ -69,6 +69,7 @@ public static class PersistenceExtensions
         services.AddSingleton<BackfillReader>();
         services.AddSingleton<BackfillWriter>();
         services.AddSingleton<RunFailures>();
+        services.AddSingleton<BackfillPlanner>();
         services.AddSingleton<VersionVerifier>();
         services.AddSingleton<EmbeddingStore>();
         services.AddSingleton<TagVocabularyStore>();

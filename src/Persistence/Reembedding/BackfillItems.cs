@@ -20,7 +20,21 @@ public sealed record BackfillRange(string? After, string Last, int Items);
 /// <param name="Source">Where the content came from (a URI, <c>inline</c>, <c>text</c>).</param>
 /// <param name="Tenant">The item's tenant.</param>
 /// <param name="Atoms">The stored atoms asked for (by expert and model digest); those absent need an encoder.</param>
-public sealed record BackfillSource(string MediaId, string Modality, string Sha256, string Source, string Tenant, IReadOnlyList<Atom> Atoms);
+public sealed record BackfillSource(string MediaId, string Modality, string Sha256, string Source, string Tenant, IReadOnlyList<Atom> Atoms)
+{
+    /// <summary>
+    /// The stored content (text, or inline data within the worker's cap; <c>media_content</c>), when
+    /// asked for and kept; null otherwise. Without it, a re-encode fetches <see cref="Source"/> again
+    /// if it is a URI, and cannot re-encode the item if it is <c>inline</c> or <c>text</c>.
+    /// </summary>
+    public ReadOnlyMemory<byte>? Content { get; init; }
+
+    /// <summary>True when the item can be re-encoded: its content is stored, or its source is a URI to fetch again.</summary>
+    public bool Retrievable => Content is not null || !IsStoredOnlySource(Source);
+
+    /// <summary>Sources whose bytes exist only in <c>media_content</c> (inline data, text).</summary>
+    public static bool IsStoredOnlySource(string source) => source is "inline" or "text";
+}
 
 /// <summary>A backfilled item for the new version.</summary>
 /// <param name="MediaId">The item.</param>

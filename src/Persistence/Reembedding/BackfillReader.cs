@@ -58,14 +58,16 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
     /// <param name="range">The range (its bounds; items now in it are read, whatever was planned).</param>
     /// <param name="modalities">The modalities the new version serves.</param>
     /// <param name="atoms">The atoms a re-fusion reads (unchanged experts); null for every stored atom.</param>
+    /// <param name="withContent">Also read the stored content (for items an encoder must see again).</param>
     /// <param name="cancellationToken">Cancels the read.</param>
     public Task<IReadOnlyList<BackfillSource>> ReadAsync(
-        BackfillRange range, IReadOnlyCollection<string> modalities, IReadOnlyCollection<AtomKey>? atoms, CancellationToken cancellationToken = default)
+        BackfillRange range, IReadOnlyCollection<string> modalities, IReadOnlyCollection<AtomKey>? atoms, bool withContent = false,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(range);
         return ReadAsync(
             "($1::text IS NULL OR m.id > $1) AND m.id <= $2 AND m.modality = ANY($3)",
-            [Text(range.After), range.Last, modalities.ToArray()], null, atoms, cancellationToken);
+            [Text(range.After), range.Last, modalities.ToArray()], null, atoms, withContent, cancellationToken);
     }
 
     /// <summary>
@@ -80,11 +82,12 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
     /// <param name="after">Keyset: the last id of the previous page; null to start.</param>
     /// <param name="limit">Items per page.</param>
     /// <param name="atoms">The atoms to read with them; null for all.</param>
+    /// <param name="withContent">Also read the stored content.</param>
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <exception cref="SpaceVersionException">The version's table is gone.</exception>
     public async Task<IReadOnlyList<BackfillSource>> ReadMissingAsync(
         SpaceVersion version, IReadOnlyCollection<string> modalities, Guid? runId, string? after, int limit,
-        IReadOnlyCollection<AtomKey>? atoms, CancellationToken cancellationToken = default)
+        IReadOnlyCollection<AtomKey>? atoms, bool withContent = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(version);
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
@@ -95,7 +98,7 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
                 AND NOT EXISTS (SELECT 1 FROM {SpaceVersionRows.Quote(version.TableName)} e WHERE e.media_id = m.id)
                 AND NOT EXISTS (SELECT 1 FROM reembed_failures f WHERE f.run_id = $3 AND f.media_id = m.id)
                 """, [Text(after), modalities.ToArray(), new NpgsqlParameter { Value = (object?)runId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Uuid }],
-                limit, atoms, cancellationToken);
+                limit, atoms, withContent, cancellationToken);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
         {
@@ -106,21 +109,24 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
     private static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text };
 
     private async Task<IReadOnlyList<BackfillSource>> ReadAsync(
-        string where, object[] args, int? limit, IReadOnlyCollection<AtomKey>? atoms, CancellationToken ct)
+        string where, object[] args, int? limit, IReadOnlyCollection<AtomKey>? atoms, bool withContent, CancellationToken ct)
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         // One snapshot for the items and their atoms (a live upsert between the two reads would pair
         // one content's digest with another's atoms).
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
-        var items = new List<(string Id, string Modality, string Sha, string Source, string Tenant)>();
+        var items = new List<(string Id, string Modality, string Sha, string Source, string Tenant, byte[]? Content)>();
+        var content = withContent ? "(SELECT c.data FROM media_content c WHERE c.media_id = m.id)" : "NULL::bytea";
         await using (var cmd = new NpgsqlCommand(
-            $"SELECT m.id, m.modality, m.sha256, m.source, m.tenant FROM media m WHERE {where} ORDER BY m.id{(limit is { } n ? $" LIMIT {n}" : "")}", connection, tx))
+            $"SELECT m.id, m.modality, m.sha256, m.source, m.tenant, {content} FROM media m WHERE {where} ORDER BY m.id{(limit is { } n ? $" LIMIT {n}" : "")}",
+            connection, tx))
         {
             foreach (var arg in args)
                 cmd.Parameters.Add(arg as NpgsqlParameter ?? new NpgsqlParameter { Value = arg });
             await using var reader = await cmd.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
-                items.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4)));
+                items.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
+                    reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5)));
         }
         var byId = items.ToDictionary(i => i.Id, _ => new List<Atom>(), StringComparer.Ordinal);
         if (items.Count > 0)
@@ -140,6 +146,9 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
                 byId[reader.GetString(0)].Add(new Atom(reader.GetString(1), reader.GetString(2), reader.GetFieldValue<Vector>(3).Memory));
         }
         await tx.CommitAsync(ct);
-        return items.Select(i => new BackfillSource(i.Id, i.Modality, i.Sha, i.Source, i.Tenant, byId[i.Id])).ToList();
+        return items.Select(i => new BackfillSource(i.Id, i.Modality, i.Sha, i.Source, i.Tenant, byId[i.Id])
+        {
+            Content = i.Content is { } bytes ? (ReadOnlyMemory<byte>?)bytes : null,  // typed: a bare null would become an empty Memory
+        }).ToList();
     }
 }

@@ -62,12 +62,9 @@ public sealed class BackfillTests
     private static async Task<float[]?> VectorAsync(TestDatabase db, SpaceVersion version, string id) =>
         await db.Store().GetEmbeddingAsync(version, id);
 
-    /// <summary>Live ingestion's dual-write: the media row and both versions.</summary>
-    private static async Task LiveUpsertAsync(TestDatabase db, EmbeddedItem item, params SpaceVersion[] targets)
-    {
-        foreach (var target in targets)
-            await db.Store().WriteBatchAsync(target, [item]);
-    }
+    /// <summary>Live ingestion's dual-write: the media row, its atoms and every target version, in one transaction.</summary>
+    private static Task LiveUpsertAsync(TestDatabase db, EmbeddedItem item, params SpaceVersion[] targets) =>
+        db.Store().WriteAsync([new ItemWrite(item.Media, item.Atoms, targets.Select(t => new VersionEmbedding(t, item.Embedding, item.Tags)).ToList())]);
 
     /// <summary>Waits until the backend named <paramref name="application"/> waits for a lock.</summary>
     private static async Task WaitUntilBlockedAsync(TestDatabase db, string application, Task backfill)
@@ -308,5 +305,33 @@ public sealed class BackfillTests
         var page2 = await failures.ListAsync(run, page1[^1].MediaId, 2);
         Assert.Equal(["a", "b", "c"], page1.Concat(page2).Select(f => f.MediaId));
         Assert.Equal(new ItemFailure("a", "encode", "model error"), page1[0]);
+    }
+
+    [Fact]
+    public async Task The_plan_counts_re_fusions_re_encodes_per_expert_model_and_items_whose_content_is_gone()
+    {
+        await using var s = await SetUpAsync();
+        // m000 and m003 (images) came inline; only m003's bytes were kept. m001 (audio) lost its atom.
+        await s.Db.ExecuteAsync("UPDATE media SET source = 'inline' WHERE id IN ('m000', 'm003')");
+        await s.Db.ExecuteAsync("INSERT INTO media_content (media_id, data) VALUES ('m003', '\\x0102')");
+        await s.Db.ExecuteAsync("DELETE FROM atoms WHERE media_id = 'm001' AND expert = 'imagebind'");
+        var ib = new AtomKey("imagebind", "sha256:ib");
+        var newIvl = new AtomKey("internvl-c", "sha256:ivl-2");
+
+        var plan = await new BackfillPlanner(s.Db.DataSource).PlanAsync(
+            [new AtomNeed("image", [ib, newIvl]), new AtomNeed("audio", [ib]), new AtomNeed("text", [ib, new AtomKey("internvl-c", "sha256:ivl")])]);
+        var read = await new BackfillReader(s.Db.DataSource).ReadAsync(new BackfillRange(null, "m003", 4), ["image", "audio"], [ib], withContent: true);
+
+        Assert.Equal(new ModalityPlan("image", 14, 0, 13, 1, null!), plan[0] with { EncodesByAtom = null! });
+        Assert.Equal(new Dictionary<AtomKey, long> { [ib] = 0, [newIvl] = 13 }, plan[0].EncodesByAtom);
+        Assert.Equal(new ModalityPlan("audio", 13, 12, 1, 0, null!), plan[1] with { EncodesByAtom = null! });
+        Assert.Equal(1, plan[1].EncodesByAtom[ib]);
+        Assert.Equal((13L, 13L, 0L), (plan[2].Items, plan[2].RefuseOnly, plan[2].NeedEncoding));
+        Assert.Equal(["m000", "m001", "m003"], read.Select(r => r.MediaId));
+        Assert.False(read[0].Retrievable, $"{read[0].Source} {read[0].Content?.Length}");
+        Assert.Null(read[0].Content);
+        Assert.Empty(read[1].Atoms);
+        Assert.True(read[1].Retrievable);
+        Assert.Equal(new byte[] { 1, 2 }, read[2].Content!.Value.ToArray());
     }
 }
