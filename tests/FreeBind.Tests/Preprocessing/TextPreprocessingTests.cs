@@ -117,6 +117,38 @@ public sealed class TextPreprocessingTests(ITestOutputHelper output)
         Assert.Equal([1, 80], p.Preprocess("x")[0].Shape);
     }
 
+    /// <summary>
+    /// HF's RobertaTokenizer reads merges.txt as <c>read().split("\n")[1:-1]</c>: the first line is
+    /// taken for the "#version" header whatever it holds. A file without the header therefore loses
+    /// its first merge, in HF and here alike.
+    /// </summary>
+    [Fact]
+    public void Roberta_merges_skip_the_first_line_as_hf_does()
+    {
+        var vocab = TestPaths.Data("tokenizers", "roberta", "vocab.json");
+        var merges = TestPaths.Data("tokenizers", "roberta", "merges.txt");
+        var lines = File.ReadAllLines(merges);
+        Assert.StartsWith("#version", lines[0]);
+        var first = lines[1].Split(' ');
+        var headerless = Path.Combine(Path.GetTempPath(), $"merges-{Guid.NewGuid():N}.txt");
+        try
+        {
+            File.WriteAllText(headerless, string.Join('\n', lines[1..]) + "\n");
+            var text = "x" + Decode(first[0] + first[1]);
+            var withHeader = RobertaTokenizer.Load(vocab, merges).Encode(text);
+            var withoutHeader = RobertaTokenizer.Load(vocab, headerless).Encode(text);
+            Assert.NotEqual(withHeader, withoutHeader);
+            Assert.True(withoutHeader.Count > withHeader.Count, "the first merge must not be applied");
+        }
+        finally
+        {
+            File.Delete(headerless);
+        }
+
+        // The byte-level symbols of a merge back to text (Ġ is a space, as GPT-2 maps bytes).
+        static string Decode(string symbols) => symbols.Replace('\u0120', ' ');
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("   ")]
