@@ -93,8 +93,8 @@ class Product:
         with tempfile.TemporaryDirectory(prefix="freebind-export-") as tmp:
             out = os.path.join(tmp, "x.npy")
             args = ["preprocess", "--profile", profile, "--output", out]
-            if tokenizers:
-                args += ["--tokenizer", *tokenizers]
+            for tok in tokenizers:  # one option per file: `--tokenizer a b` is refused by the CLI
+                args += ["--tokenizer", tok]
             self._run(args + ["--", item], f"preprocessing {os.path.basename(item) if os.path.exists(item) else repr(item)}")
             arrays = [np.load(out)]
             for name in input_names[1:]:
