@@ -321,3 +321,24 @@ def write_internvl(folder: str, rng: np.random.Generator, dims: Mapping = REDUCE
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     if tokenizer is not None:
         shutil.copyfile(tokenizer, os.path.join(folder, "tokenizer.model"))
+
+
+def main(argv=None) -> None:
+    """Writes a fake upstream download for trying the exporter without the real weights:
+    OUT/630k-fusion-best.pt, OUT/music_speech_audioset_epoch_15_esc_89.98.pt (full size unless
+    --reduced) and OUT/InternVL-14B-224px/ (always reduced)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python3 -m models.random_checkpoints", description=main.__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reduced", action="store_true", help="reduced CLAP checkpoints (same layout, fewer/narrower blocks)")
+    ap.add_argument("--internvl-tokenizer", help="a LLaMA SentencePiece tokenizer.model to put in the InternVL folder")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    write_clap(os.path.join(args.out, "630k-fusion-best.pt"), "general", rng, reduced=args.reduced)
+    write_clap(os.path.join(args.out, "music_speech_audioset_epoch_15_esc_89.98.pt"), "music", rng, reduced=args.reduced)
+    write_internvl(os.path.join(args.out, "InternVL-14B-224px"), rng, tokenizer=args.internvl_tokenizer)
+
+
+if __name__ == "__main__":
+    main()
