@@ -101,13 +101,13 @@ public sealed partial class KafkaClients : IDisposable
         if (error.IsFatal) fatal(error);
     }
 
-    // librdkafka's own log lines (connection and authentication problems above all), at their
-    // level; librdkafka never prints secret values.
+    // librdkafka's own log lines, through our logging instead of its default stderr writer;
+    // librdkafka never prints secret values. Its error lines also arrive as error events (logged
+    // above), so they are kept at debug level to say each thing once.
     private void OnLog(LogMessage message)
     {
         var level = message.Level switch
         {
-            SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical or SyslogLevel.Error => LogLevel.Error,
             SyslogLevel.Warning => LogLevel.Warning,
             SyslogLevel.Notice => LogLevel.Information,
             _ => LogLevel.Debug,

@@ -140,8 +140,52 @@ public sealed class IngestionHarness : IAsyncDisposable
         [.. ReadTopic<byte[]>(DeadLetterTopic, expected, timeout ?? TimeSpan.FromSeconds(30))
             .Select(m => (m, FreeBind.Consumers.Contracts.DeadLetterHeaders.Read(m.Message.Headers.Select(h => (h.Key, h.GetValueBytes())))))];
 
+    /// <summary>
+    /// Records every write of a media row (table <c>test_write_audit</c>): an <c>attempt</c> for each
+    /// row an upsert proposes (also the no-op ones of a replay: BEFORE INSERT fires before the
+    /// conflict is checked) and a <c>write</c> for each row version really written. Committed with
+    /// the write, so an attempt rolled back leaves no trace. <paramref name="slowRows"/> makes each
+    /// proposed row take that long, so work stays in flight.
+    /// </summary>
+    public Task InstallWriteAuditAsync(TimeSpan? slowRows = null) => Database.ScalarAsync<int>($"""
+        CREATE TABLE test_write_audit (media_id text NOT NULL, kind text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+        CREATE FUNCTION test_audit_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO test_write_audit (media_id, kind) VALUES (NEW.id, 'attempt');
+            PERFORM pg_sleep({(slowRows ?? TimeSpan.Zero).TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)});
+            RETURN NEW;
+        END $$;
+        CREATE FUNCTION test_audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO test_write_audit (media_id, kind) VALUES (NEW.id, 'write');
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER test_audit_attempt BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION test_audit_attempt();
+        CREATE TRIGGER test_audit_write AFTER INSERT OR UPDATE ON media FOR EACH ROW EXECUTE FUNCTION test_audit_write();
+        SELECT 1;
+        """);
+
+    /// <summary>
+    /// Each produced id stored exactly once and nothing else stored (the table's ids are the
+    /// produced set), and no media row written twice (needs <see cref="InstallWriteAuditAsync"/>):
+    /// a replay must be absorbed, not rewritten.
+    /// </summary>
+    public async Task AssertExactlyOnceAsync(IEnumerable<string> produced)
+    {
+        var expected = produced.Distinct().Order(StringComparer.Ordinal).ToList();
+        var version = await ActiveVersionAsync();
+        Assert.Equal(expected, (await Database.ListAsync<string>($"SELECT media_id FROM \"{version.TableName}\"")).Order(StringComparer.Ordinal));
+        Assert.Equal(expected, (await Database.ListAsync<string>("SELECT id FROM media")).Order(StringComparer.Ordinal));
+        var rewritten = await Database.ListAsync<string>("SELECT media_id FROM test_write_audit WHERE kind = 'write' GROUP BY media_id HAVING count(*) > 1");
+        Assert.True(rewritten.Count == 0, $"{rewritten.Count} media rows were written more than once, e.g. {string.Join(", ", rewritten.Take(5))}");
+    }
+
+    /// <summary>Ids whose row was proposed more than once (a redelivery absorbed by the idempotent upsert).</summary>
+    public Task<List<string>> RedeliveredAsync() =>
+        Database.ListAsync<string>("SELECT media_id FROM test_write_audit WHERE kind = 'attempt' GROUP BY media_id HAVING count(*) > 1");
+
     /// <summary>Starts `freebind run` as a child process (it can be killed for real).</summary>
-    public Process StartWorkerProcess(string name)
+    public Process StartWorkerProcess(string name, IReadOnlyDictionary<string, string?>? overrides = null)
     {
         var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "freebind.dll"), "run"])
         {
@@ -149,7 +193,9 @@ public sealed class IngestionHarness : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        foreach (var (key, value) in Settings()) psi.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
+        var settings = Settings();
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>()) settings[key] = value;
+        foreach (var (key, value) in settings) psi.Environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start freebind run");
         var log = new StringBuilder();
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine($"[{name}] {e.Data}"); };

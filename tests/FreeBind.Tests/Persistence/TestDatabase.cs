@@ -64,6 +64,19 @@ public sealed class TestDatabase : IAsyncDisposable
         return (T)(await cmd.ExecuteScalarAsync())!;
     }
 
+    /// <summary>The first column of every row.</summary>
+    public async Task<List<T>> ListAsync<T>(string sql, params object[] args)
+    {
+        await using var cmd = DataSource.CreateCommand(sql);
+        foreach (var arg in args)
+            cmd.Parameters.Add(new() { Value = arg });
+        await using var reader = await cmd.ExecuteReaderAsync();
+        var list = new List<T>();
+        while (await reader.ReadAsync())
+            list.Add(reader.GetFieldValue<T>(0));
+        return list;
+    }
+
     public async ValueTask DisposeAsync()
     {
         await DataSource.DisposeAsync();
