@@ -365,6 +365,7 @@ def main(argv=None) -> int:
     if args.allow_pickle:
         os.environ["FREEBIND_EXPORT_ALLOW_PICKLE"] = "1"
     t0 = time.time()
+    run = None
     try:
         manifests = P.read_manifests(args.spaces)
         runs, skipped = plan(args, manifests)
@@ -390,10 +391,12 @@ def main(argv=None) -> int:
             run.save_record()
         run.validate()
         run.save_record()
-        run.product.close()
     except (UsageError, ProductError, FileNotFoundError, ValueError) as e:
         log(f"error: {e}")
         return 2
+    finally:
+        if run is not None and run.product is not None:
+            run.product.close()
     status = "failed" if run.failures else "done"
     log(f"{status} in {time.time() - t0:.0f}s: {len(run.record['files'])} files recorded in {run.record_path}" +
         (f"; {len(run.failures)} problem(s) above" if run.failures else ""))

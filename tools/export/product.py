@@ -61,7 +61,16 @@ class Product:
         if self._serve is not None and self._serve.poll() is None:
             self._serve.stdin.close()
             self._serve.wait(timeout=60)
-        self._serve = None
+            self._serve.stdout.close()
+        if self._serve_log is not None:
+            self._serve_log.close()
+        self._serve = self._serve_log = None
+
+    def __enter__(self) -> "Product":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def run_onnx(self, model: str, batches: Sequence[Sequence[tuple[str, np.ndarray]]]) -> tuple[list[np.ndarray], list[float]]:
         """Runs `model` once per batch (one session); returns each first output and its run time."""

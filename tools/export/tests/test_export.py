@@ -1,9 +1,9 @@
 """The whole command on random-weight checkpoints in the upstream layouts, then the product on the result.
 
-One export run (setUpModule) of every part whose upstream module and test checkpoint exist here:
-ImageBind reduced in width and depth, the fine-tuned audio file (reduced trunk, full-size head), all
-FreeBind projector sets at full size. The tests then read export.json, the files, and run the
-product's own `spaces validate` and `embed` on the sample media.
+One export run (setUpModule) of every part from the fake upstream tree (support.UpstreamTree:
+ImageBind and InternVL reduced, projectors and CLAP at full size). The tests then read
+export.json and the files, and run the product's own `spaces validate --all` and `embed` on the
+sample media (plus a 30 s clip, so that CLAP-General's fusion path runs), against our PyTorch modules.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from models import imagebind  # noqa: E402
 ROOT = os.path.join(support.WORK, "model-root")
 TREE = support.UpstreamTree()
 RESULT = None
-PARTS = ("imagebind", "imagebind-audio-ft", "projectors")
+SPACES = ["imagebind", "imagebind++", "internvl-ib", "internvl-ib++", "internvl-ib-ft", "internvl-ib-ft++"]
 
 
 def setUpModule():
@@ -34,8 +34,7 @@ def setUpModule():
     support.require_environment()
     TREE.ensure()
     shutil.rmtree(ROOT, ignore_errors=True)
-    RESULT = support.run_export("--imagebind", TREE.imagebind, "--freebind", TREE.freebind,
-                                "--clip-bpe", support.CLIP_BPE, "--out", ROOT, "--media", support.MEDIA)
+    RESULT = support.run_export(*TREE.arguments(), "--out", ROOT, "--media", support.MEDIA)
 
 
 def record() -> dict:
@@ -44,29 +43,31 @@ def record() -> dict:
 
 
 class Export(unittest.TestCase):
-    def test_the_command_succeeds_and_names_what_it_left_out(self):
+    def test_the_command_succeeds_and_every_space_validates(self):
         self.assertEqual(RESULT.returncode, 0, RESULT.stdout + RESULT.stderr)
-        out = RESULT.stdout
-        self.assertIn("skip: [clap-general] --clap-general, --roberta not given", out)
-        self.assertRegex(out, r"\[internvl-c\] --internvl not given: skipping \d+ files; spaces left out: "
-                              r"internvl-ib, internvl-ib\+\+, internvl-ib-ft, internvl-ib-ft\+\+")
-        self.assertIn("ok    imagebind  sha256:", out)
+        self.assertNotIn("skip:", RESULT.stdout)
+        for space in SPACES:
+            self.assertIn(f"ok    {space}  sha256:", RESULT.stdout)
+        p = support.freebind("spaces", "validate", "--all", "--models", ROOT)  # the product, on its own
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(sorted(l.split()[1] for l in p.stdout.splitlines() if l.startswith("ok ")), sorted(SPACES))
 
-    def test_every_file_of_the_parts_is_written_checked_and_recorded(self):
+    def test_every_manifest_file_is_written_checked_and_recorded(self):
         m = support.manifests()
-        files = {f for p in PARTS for f in m.parts[p].files}
+        files = {f for p in m.parts.values() for f in p.files}
         r = record()
         self.assertEqual(set(r["files"]), files)
+        import export
         for rel in files:
             e = r["files"][rel]
-            path = os.path.join(ROOT, rel)
-            self.assertEqual(e["sha256"], __import__("export").sha256_path(path), rel)
+            self.assertEqual(e["sha256"], export.sha256_path(os.path.join(ROOT, rel)), rel)
             c = e["checks"]
             for k in ("random_max_abs", "batch1_vs_batchN_max_abs") + (("real_max_abs",) if rel.startswith("encoders/") else ()):
                 self.assertLessEqual(c[k], checks.TOLERANCE, f"{rel} {k}")
-        for tok in m.parts["imagebind"].tokenizers:
+        tokenizers = {t for p in m.parts.values() for t in p.tokenizers}
+        self.assertEqual(set(r["tokenizers"]), tokenizers)
+        for tok in tokenizers:
             self.assertTrue(os.path.isfile(os.path.join(ROOT, tok)))
-            self.assertIn(tok, r["tokenizers"])
 
     def test_sources_and_versions_are_recorded(self):
         r = record()
@@ -76,8 +77,9 @@ class Export(unittest.TestCase):
         self.assertEqual(r["libraries"]["torch"], torch.__version__)
         self.assertEqual(r["libraries"]["onnx"], onnx.__version__)
         self.assertEqual(r["libraries"]["opset"], 17)
+        self.assertEqual(r["sources"]["--internvl"]["sha256"], export.sha256_path(TREE.internvl))
         self.assertTrue(r["validate"]["ok"])
-        self.assertEqual(r["validate"]["spaces"], ["imagebind"])
+        self.assertEqual(r["validate"]["spaces"], sorted(SPACES))
 
     def test_files_meet_the_documented_contract(self):
         # docs/export.md's table, restated here.
@@ -87,7 +89,12 @@ class Export(unittest.TestCase):
                 "encoders/imagebind-audio-ft/audio.onnx": ([("fbank", 1, [1, 128, 204])], 1024),
                 "IB_PP_M_Proj/AV/best.onnx": ([("input", 1, [512])], 1024),
                 "InternVL_IB_Proj/mix/best.onnx": ([("input", 1, [1024])], 768),
-                "InternVL_IB_FT_Audio_Head/TV/best.onnx": ([("input", 1, [1024])], 768)}
+                "InternVL_IB_FT_Audio_Head/TV/best.onnx": ([("input", 1, [1024])], 768),
+                "encoders/clap-general/audio.onnx": ([("mel_fusion", 1, [4, 1001, 64])], 512),
+                "encoders/clap-music/audio.onnx": ([("waveform", 1, [480000])], 512),
+                "encoders/clap-music/text.onnx": ([("input_ids", 7, [77]), ("attention_mask", 7, [77])], 512),
+                "encoders/internvl-c/vision.onnx": ([("pixel_values", 1, [3, 224, 224])], 768),
+                "encoders/internvl-c/text.onnx": ([("input_ids", 7, [80])], 768)}
         for rel, (inputs, width) in want.items():
             m = onnx.load(os.path.join(ROOT, rel))
             self.assertEqual(m.opset_import[0].version, 17)
@@ -99,32 +106,71 @@ class Export(unittest.TestCase):
             self.assertEqual([d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim], ["batch", width], rel)
 
     def test_embed_through_the_product_equals_pytorch(self):
-        """`freebind embed` on the sample media with the exported files gives PyTorch's atoms."""
-        out = os.path.join(support.WORK, "embed.jsonl")
-        images = [os.path.join(support.MEDIA, f) for f in ("BBQ.jpeg", "toilet.jpeg", "train.jpeg")]
-        audios = [os.path.join(support.MEDIA, f) for f in ("BBQ.wav", "train.wav")]
-        text = "an audio of barbeque"
-        p = support.freebind("embed", "--space", "imagebind", "--models", ROOT, *sum((["--image", i] for i in images), []),
-                             *sum((["--audio", a] for a in audios), []), "--text", text, "--output", out)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        with open(out, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f]
-        self.assertEqual(len(rows), 6)
-        state = C.open_state(TREE.imagebind)
-        modules = {m: imagebind.build(state, m, "test") for m in ("vision", "audio", "text")}
-        tok = os.path.join(ROOT, "tokenizers/clip/bpe_simple_vocab_16e6.txt.gz")
-        items = [("vision", "imagebind-vision", i, []) for i in images] + \
-                [("audio", "imagebind-audio", a, []) for a in audios] + [("text", "imagebind-text", text, [tok])]
-        for row, (modality, profile, item, toks) in zip(rows, items):
+        """`freebind embed` on the samples with the exported files: every atom equals our PyTorch module
+        on the product's own preprocessing (ImageBind audio: its 3 clip rows averaged)."""
+        long_clip = os.path.join(support.WORK, "long-30s.wav")
+        support.concatenate_wavs([os.path.join(support.MEDIA, f) for f in ("BBQ.wav", "toilet.wav", "train.wav")], long_clip)
+        images = [os.path.join(support.MEDIA, f) for f in ("BBQ.jpeg", "train.jpeg")]
+        audios = [os.path.join(support.MEDIA, "toilet.wav"), long_clip]
+        texts = ["an audio of barbeque"]
+        modules = Modules()
+        for space in ("imagebind++", "internvl-ib-ft++", "internvl-ib"):
+            out = os.path.join(support.WORK, f"embed-{space}.jsonl")
+            p = support.freebind("embed", "--space", space, "--models", ROOT, *sum((["--image", i] for i in images), []),
+                                 *sum((["--audio", a] for a in audios), []), *sum((["--text", x] for x in texts), []),
+                                 "--output", out)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(out, encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f]
+            items = [("image", i) for i in images] + [("audio", a) for a in audios] + [("text", x) for x in texts]
+            self.assertEqual(len(rows), len(items))
+            for row, (modality, item) in zip(rows, items):
+                self.assertEqual(row["modality"], modality)
+                self.assertTrue(row["experts"])
+                for expert, atom in row["experts"].items():
+                    want = modules.atom(expert, modality, item)
+                    diff = float(np.max(np.abs(np.array(atom, dtype=np.float32) - want)))
+                    self.assertLessEqual(diff, 1e-4, f"{space} {row['id']} {expert}")
+
+
+class Modules:
+    """Our PyTorch encoders (from the same checkpoints) and the product's preprocessing of an item."""
+
+    def __init__(self):
+        self.m = support.manifests()
+        self.by_file = {}
+        self.cache = {}
+
+    def _module(self, rel: str):
+        if rel not in self.by_file:
+            from models import clap, internvl
+            part = next(p for p in self.m.parts.values() if rel in p.files)
+            stream = {"imagebind": lambda: imagebind.exports(TREE.imagebind),
+                      "imagebind-audio-ft": lambda: imagebind.finetuned_audio_exports(TREE.finetuned, []),
+                      "clap-general": lambda: clap.exports(TREE.clap_general, variant="general"),
+                      "clap-music": lambda: clap.exports(TREE.clap_music, variant="music"),
+                      "internvl-c": lambda: internvl.exports(TREE.internvl)}[part.name]()
+            for exp in stream:
+                if exp.file == rel:
+                    self.by_file[rel] = (exp.module, part)
+                    break
+        return self.by_file[rel]
+
+    def atom(self, expert: str, modality: str, item: str) -> np.ndarray:
+        key = (expert, modality, item)
+        if key not in self.cache:
+            e = next(e for p in self.m.parts.values() for e in p.files.values() if e.expert == expert and
+                     checks.PROFILE_MODALITY[e.profile] == modality)
+            module, part = self._module(e.file)
+            toks = [os.path.join(ROOT, t) for t in part.tokenizer_profiles.get(e.profile, [])]
             npy = os.path.join(support.WORK, "item.npy")
-            q = support.freebind("preprocess", "--profile", profile, "--output", npy, *(["--tokenizer", *toks] if toks else []), "--", item)
-            self.assertEqual(q.returncode, 0, q.stderr)
-            with torch.no_grad():
-                want = modules[modality](torch.from_numpy(np.load(npy))).mean(0).numpy()  # audio: 3 clips averaged
-            atom = np.array(row["experts"]["imagebind"], dtype=np.float32)
-            self.assertLessEqual(float(np.max(np.abs(atom - want))), 1e-4, f"{row['id']}")
-            # and the vector is the normalised atom (the imagebind space has no bonds)
-            np.testing.assert_allclose(row["vector"], want / np.linalg.norm(want), atol=1e-5)
+            q = support.freebind("preprocess", "--profile", e.profile, "--output", npy,
+                                 *sum((["--tokenizer", t] for t in toks), []), "--", item)
+            assert q.returncode == 0, q.stderr
+            names = [i.name for i in checks.PROFILE_INPUTS[e.profile]]
+            arrays = [np.load(npy)] + [np.load(npy[:-4] + f".{n}.npy") for n in names[1:]]
+            self.cache[key] = checks.torch_forward(module, arrays).mean(0)
+        return self.cache[key]
 
 
 class Checks(unittest.TestCase):
@@ -144,8 +190,8 @@ class Checks(unittest.TestCase):
                 random_inputs=lambda rng, rows: [random_floats(rng, rows, (8,))], profile="test")
         root = os.path.join(support.WORK, "baked")
         onnx_files.write(exp, root, batch=2, seed=0)
-        product = Product(None, os.path.join(support.REPO, "spaces"))
-        with self.assertRaisesRegex(checks.CheckFailed, r"batch1_vs_batchN_max_abs .* \(the graph depends on the export batch size\)"):
+        with Product(None, os.path.join(support.REPO, "spaces")) as product, \
+                self.assertRaisesRegex(checks.CheckFailed, r"batch1_vs_batchN_max_abs .* \(the graph depends on the export batch size\)"):
             checks.compare(os.path.join(root, exp.file), exp, product, seed=0, real=None)
 
     def test_weights_over_the_inline_limit_go_to_external_data_that_the_runtime_reads(self):
@@ -165,7 +211,8 @@ class Checks(unittest.TestCase):
         self.assertEqual(facts["external_data"], "best.onnx.data")
         self.assertLess(os.path.getsize(path), 1 << 20)
         self.assertGreater(os.path.getsize(path + ".data"), 10 << 20)
-        figures = checks.compare(path, exp, Product(None, os.path.join(support.REPO, "spaces")), seed=0, real=None)
+        with Product(None, os.path.join(support.REPO, "spaces")) as product:
+            figures = checks.compare(path, exp, product, seed=0, real=None)
         self.assertLessEqual(figures["random_max_abs"], checks.TOLERANCE)
         onnx_files.write(exp, root, batch=2, seed=0)  # inline again: the stale data file goes
         self.assertFalse(os.path.exists(path + ".data"))
