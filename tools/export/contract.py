@@ -90,6 +90,10 @@ class Export:
     facts: dict = field(default_factory=dict)
     """What export.json should record about this file (block counts, widths, choices made)."""
 
+    float32_scopes: tuple[str, ...] = ()
+    """Submodules (paths as in `module.named_modules()`) that `--fp16` keeps in float32, e.g. an STFT
+    front end whose power overflows float16; see fp16.py for what is always kept."""
+
     @property
     def is_projector(self) -> bool:
         return self.profile is None

@@ -305,7 +305,7 @@ class Run:
             feeds.append(list(zip(names, real)))
         o32, _ = self.product.run_onnx(path, feeds)
         t0 = time.time()
-        onnx_files.convert_fp16(path)
+        onnx_files.convert_fp16(path, exp.float32_scopes)
         o16, _ = self.product.run_onnx(path, feeds)
         figures = {"convert_seconds": round(time.time() - t0, 2), "bytes": onnx_files.file_bytes(path)}
         for label, a, b in zip(("random", "real"), o16, o32):

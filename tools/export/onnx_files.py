@@ -73,11 +73,11 @@ def file_bytes(path: str) -> int:
     return os.path.getsize(path) + (os.path.getsize(path + ".data") if os.path.exists(path + ".data") else 0)
 
 
-def convert_fp16(path: str) -> None:
+def convert_fp16(path: str, float32_scopes=()) -> None:
     """Replaces the float32 file at `path` by its float16 twin (see fp16.py)."""
     from fp16 import convert
     model = onnx.load(path)
-    model = convert(model)
+    model = convert(model, float32_scopes)
     _save(model, path)
 
 
