@@ -15,8 +15,14 @@ public enum ReembeddingRoles
     /// <summary>Only sends operator commands (the <c>reembed</c> CLI).</summary>
     Client = 0,
 
-    /// <summary>Runs the state machine and the watchdog (<c>freebind reembed host</c>).</summary>
+    /// <summary>Runs the state machine and the watchdog.</summary>
     SagaHost = 1,
+
+    /// <summary>
+    /// Does the work: plans, cuts and writes backfill batches (competing consumers: run as many as
+    /// wanted), verifies, cuts over, drops, rolls back. Needs <c>AddItemPipeline</c> (content policy, tags).
+    /// </summary>
+    Worker = 2,
 }
 
 /// <summary>The re-embedding processes: MassTransit on the configured transport, the saga on its Postgres store.</summary>
@@ -49,6 +55,8 @@ public static class ReembeddingHosting
             .ValidateDataAnnotations()
             .Validate(o => o.WatchdogInterval > TimeSpan.Zero, "Reembedding:WatchdogInterval must be positive")
             .ValidateOnStart();
+        builder.Services.AddSingleton<RunVersions>();
+        builder.Services.AddSingleton<ItemRebuilder>();
         builder.Services.AddSingleton(sp => new SagaStore<ReembeddingRun>(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), RunsTable));
 
         builder.Services.AddMassTransit(x =>
@@ -56,6 +64,14 @@ public static class ReembeddingHosting
             if (roles.HasFlag(ReembeddingRoles.SagaHost))
                 x.AddSagaStateMachine<ReembeddingStateMachine, ReembeddingRun, ReembeddingStateDefinition>()
                     .PostgresRepository(RunsTable);
+            if (roles.HasFlag(ReembeddingRoles.Worker))
+            {
+                x.AddConsumer<PlanConsumer>();
+                x.AddConsumer<DispatchBackfillConsumer>();
+                x.AddConsumer<BackfillBatchConsumer>();
+                x.AddConsumer<VerifyConsumer>();
+                x.AddConsumer<VersionStepConsumers>();
+            }
             configure?.Invoke(x);
             var transport = builder.Configuration.GetSection(MessagingOptions.Section).GetValue(nameof(MessagingOptions.Transport), MessagingTransport.RabbitMq);
             if (transport == MessagingTransport.InMemory)

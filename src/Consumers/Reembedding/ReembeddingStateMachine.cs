@@ -133,6 +133,8 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
 
         During(Activating,
             When(Activated).Then(c => End(c.Saga)).TransitionTo(Active),
+            // A refused cut-over leaves the run ready, with the reason, for the operator to act on.
+            When(StepFailed).Then(c => c.Saga.Reason = $"{c.Message.Step}: {c.Message.Reason}").TransitionTo(Ready),
             When(Tick).ThenAsync(c => c.Publish(new ActivateVersion(c.Saga.CorrelationId, c.Saga.Space, c.Saga.TargetDigest))));
 
         During(Active,
@@ -143,6 +145,7 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
 
         During(RollingBack,
             When(Restored).Then(c => End(c.Saga)).TransitionTo(RolledBack),
+            When(StepFailed).Then(c => c.Saga.Reason = $"{c.Message.Step}: {c.Message.Reason}").TransitionTo(Active),
             When(Tick).ThenAsync(c => c.Publish(RestoreCommand(c.Saga))));
 
         During([Planning, Backfilling, Paused, Verifying, Ready],
