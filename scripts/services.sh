@@ -240,12 +240,23 @@ stop_rabbitmq() {
   log "rabbitmq stopped"
 }
 
+# Waits for the node (a fault test may be restarting it) before touching a virtual host.
+await_rabbit() {
+  for _ in $(seq 120); do
+    rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" await_startup --timeout 5 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  log "rabbitmq on 127.0.0.1:$RABBIT_PORT is not running (scripts/services.sh start)"; exit 1
+}
+
 add_vhost() {
-  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" add_vhost "$1" >/dev/null 2>&1 || true
+  await_rabbit
+  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" add_vhost "$1" >/dev/null 2>&1 \
+    || rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" list_vhosts name | grep -qx "$1"
   rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
 }
 
-delete_vhost() { rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" delete_vhost "$1" >/dev/null 2>&1 || true; }
+delete_vhost() { await_rabbit; rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" delete_vhost "$1" >/dev/null 2>&1 || true; }
 
 print_env() {
   # The ports too, so stop-/start- subcommands run from that shell (the fault tests) find the same services.

@@ -87,7 +87,7 @@ public sealed partial class BackfillBatchConsumer(
         var definition = target.Definition;
         embedder.Fusion.Prepare(definition);
         var modalities = definition.Plans.Keys.Select(k => k.ToName()).ToList();
-        var sources = await reader.ReadAsync(new BackfillRange(m.After, m.Last, 0), modalities, atoms: null, ct);
+        var sources = await reader.ReadAsync(new BackfillRange(m.After, m.Last, 0), modalities, atoms: null, withContent: true, ct);
 
         var (rows, failed) = await rebuilder.RebuildAsync(target, sources, ct);
         BackfillWriteResult written;

@@ -107,7 +107,9 @@ public sealed class ItemRebuilder(EmbeddingStore store, ContentResolver content,
     public async Task<MediaInput> ContentOfAsync(BackfillSource item, Modality modality, CancellationToken ct)
     {
         byte[] bytes;
-        if (await store.GetContentAsync(item.MediaId, ct) is { } kept)
+        if (item.Content is { } read)
+            bytes = read.ToArray();
+        else if (await store.GetContentAsync(item.MediaId, ct) is { } kept)
             bytes = kept;
         else if (Uri.TryCreate(item.Source, UriKind.Absolute, out var uri) && uri.Scheme is "file" or "http" or "https")
         {

@@ -47,7 +47,7 @@ public sealed class PlanConsumer(RunVersions versions, SpaceCatalog catalog, Bac
         string? after = null;
         while (await reader.NextRangeAsync(needed.Keys, after, Page, ct) is { } range)
         {
-            foreach (var item in await reader.ReadAsync(range, needed.Keys, keys, ct))
+            foreach (var item in await reader.ReadAsync(range, needed.Keys, keys, cancellationToken: ct))
             {
                 items++;
                 var have = item.Atoms.Select(a => (a.Expert, a.ModelDigest)).ToHashSet();

@@ -41,7 +41,7 @@ public sealed class VerifyConsumer(
 
         // Catch-up: whatever has no row yet is rebuilt now or listed as failed.
         string? after = null;
-        while ((await reader.ReadMissingAsync(version, modalities, m.RunId, after, 512, null, ct)) is { Count: > 0 } missing)
+        while ((await reader.ReadMissingAsync(version, modalities, m.RunId, after, 512, null, withContent: true, ct)) is { Count: > 0 } missing)
         {
             var (rows, failed) = await rebuilder.RebuildAsync(target, missing, ct);
             await writer.WriteAsync(version, rows, ct);
@@ -116,7 +116,7 @@ public sealed class VerifyConsumer(
         string? after = null;
         while (await reader.NextRangeAsync(modalities, after, 4096, ct) is { } range)
         {
-            foreach (var item in await reader.ReadAsync(range, modalities, [], ct))
+            foreach (var item in await reader.ReadAsync(range, modalities, [], withContent: true, ct))
             {
                 seen++;
                 if (sample.Count < size) sample.Add(item);
