@@ -26,6 +26,7 @@ internal static class FreeBindCli
         root.Subcommands.Add(MigrateCommand.Build());
         root.Subcommands.Add(TagsCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
+        root.Subcommands.Add(ReembedCommand.Build());
         root.Subcommands.Add(OnnxRunCommand.Build());
         return root;
     }

@@ -66,6 +66,7 @@ internal static class SpacesCommand
         spaces.Subcommands.Add(list);
         spaces.Subcommands.Add(validate);
         spaces.Subcommands.Add(show);
+        SpacesPublishCommand.AddTo(spaces);
         return spaces;
     }
 

@@ -57,6 +57,7 @@ public static class ReembeddingHosting
             .ValidateOnStart();
         builder.Services.AddSingleton<RunVersions>();
         builder.Services.AddSingleton<ItemRebuilder>();
+        builder.Services.AddSingleton<ReembeddingPlanner>();
         builder.Services.AddSingleton(sp => new SagaStore<ReembeddingRun>(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), RunsTable));
 
         builder.Services.AddMassTransit(x =>

@@ -9,32 +9,46 @@ using MassTransit;
 
 namespace FreeBind.Consumers.Reembedding;
 
-/// <summary>
-/// The run's plan: what changed against the active version, and per item the cheapest path — a
-/// re-fusion when every atom the new version needs is stored (same expert model digest), else a
-/// re-encode of the experts whose atoms are missing; items that need an encoder but whose content
-/// was not kept and has no URI are counted as not retrievable.
-/// </summary>
-public sealed class PlanConsumer(RunVersions versions, SpaceCatalog catalog, BackfillReader reader, EmbeddingStore store) : IConsumer<PlanReembedding>
+/// <summary>Answers <see cref="PlanReembedding"/> with the <see cref="ReembeddingPlanner"/>'s plan.</summary>
+public sealed class PlanConsumer(RunVersions versions, ReembeddingPlanner planner) : IConsumer<PlanReembedding>
 {
-    private const int Page = 2048;
-
     /// <inheritdoc />
     public async Task Consume(ConsumeContext<PlanReembedding> context)
     {
         var m = context.Message;
-        var ct = context.CancellationToken;
         RunVersion target;
         try
         {
-            target = await versions.LoadAsync(m.Space, m.TargetDigest, ct);
+            target = await versions.LoadAsync(m.Space, m.TargetDigest, context.CancellationToken);
         }
         catch (RunStepException e)
         {
             await context.Publish(new ReembeddingStepFailed(m.RunId, "plan", e.Message));
             return;
         }
-        var active = await catalog.GetActiveAsync(m.Space, ct);
+        await context.Publish(await planner.PlanAsync(m.RunId, target.Version, target.Definition, context.CancellationToken));
+    }
+}
+
+/// <summary>
+/// A run's plan: what changed against the active version, and per item the cheapest path — a
+/// re-fusion when every atom the new version needs is stored (same expert model digest), else a
+/// re-encode of the experts whose atoms are missing; items that need an encoder but whose content
+/// was not kept and has no URI are counted as not retrievable.
+/// </summary>
+public sealed class ReembeddingPlanner(SpaceCatalog catalog, BackfillReader reader, EmbeddingStore store)
+{
+    private const int Page = 2048;
+
+    /// <summary>Plans rebuilding every live item into <paramref name="version"/>.</summary>
+    /// <param name="runId">The run (echoed in the answer).</param>
+    /// <param name="version">The registered target version.</param>
+    /// <param name="definition">Its definition (atoms it needs per modality); a fusion-only load is enough.</param>
+    /// <param name="ct">Cancels the scan.</param>
+    public async Task<ReembeddingPlanned> PlanAsync(Guid runId, SpaceVersion version, SpaceDefinition definition, CancellationToken ct)
+    {
+        var target = new RunVersion(version, definition);
+        var active = await catalog.GetActiveAsync(version.Space, ct);
         var changes = active is null || active.Id == target.Version.Id
             ? ["the space has no other active version: every item is built from its stored atoms or content"]
             : Diff(SpaceManifest.Parse(await catalog.GetManifestAsync(active.Id, ct) ?? "{}", $"space version v{active.Id}"), target.Definition.Manifest);
@@ -67,7 +81,7 @@ public sealed class PlanConsumer(RunVersions versions, SpaceCatalog catalog, Bac
             }
             after = range.Last;
         }
-        await context.Publish(new ReembeddingPlanned(m.RunId, active?.Id == target.Version.Id ? null : active?.Digest, items, refuse, reencode, unretrievable, changes));
+        return new ReembeddingPlanned(runId, active?.Id == target.Version.Id ? null : active?.Digest, items, refuse, reencode, unretrievable, changes);
     }
 
     /// <summary>What changed from <paramref name="from"/> to <paramref name="to"/>: factors, projector files and expert models, one line each.</summary>
