@@ -38,6 +38,7 @@ public static class DatabaseStartup
         CancellationToken cancellationToken)
     {
         var started = TimeProvider.System.GetTimestamp();
+        TimeSpan? logged = null;
         var pipeline = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && IsUnavailable(e)
@@ -49,7 +50,13 @@ public static class DatabaseStartup
             MaxDelay = TimeSpan.FromSeconds(5),
             OnRetry = args =>
             {
-                Log.WaitingForDatabase(logger, args.AttemptNumber + 1, args.Outcome.Exception?.Message ?? "");
+                // One line at once, then one every 10 s while the wait goes on.
+                var elapsed = TimeProvider.System.GetElapsedTime(started);
+                if (logged is null || elapsed - logged >= TimeSpan.FromSeconds(10))
+                {
+                    logged = elapsed;
+                    Log.WaitingForDatabase(logger, args.AttemptNumber + 1, args.Outcome.Exception?.Message ?? "");
+                }
                 return ValueTask.CompletedTask;
             },
         }).Build();

@@ -41,8 +41,8 @@ internal static partial class Log
     [LoggerMessage(4021, LogLevel.Debug, "Deleted {Count} media item(s) with their vectors, atoms and tags")]
     public static partial void MediaDeleted(ILogger logger, int count);
 
-    [LoggerMessage(4030, LogLevel.Warning, "Redis cache unavailable, continuing without cache until it returns")]
-    public static partial void CacheDown(ILogger logger, Exception? exception);
+    [LoggerMessage(4030, LogLevel.Warning, "Redis cache unavailable ({Reason}), continuing without cache until it returns")]
+    public static partial void CacheDown(ILogger logger, string reason);
 
     [LoggerMessage(4031, LogLevel.Information, "Redis cache available again")]
     public static partial void CacheRecovered(ILogger logger);

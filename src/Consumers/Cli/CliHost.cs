@@ -22,6 +22,9 @@ internal static class CliHost
             o.TimestampFormat = "HH:mm:ss ";
         });
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        // A service that fails to start is reported by the command in one line (HostedCommand);
+        // the host's own "failed to start" record would repeat it with a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.AddEncoding();
         configure?.Invoke(builder);
         var host = builder.Build();

@@ -27,8 +27,9 @@ internal static class RunCommand
                 builder.Configuration.AddInMemoryCollection(Overrides(result));
                 builder.AddIngestionWorker();
             });
+            var worker = host.Services.GetRequiredService<IngestionWorker>(); // RunAsync disposes the host's services
             await host.RunAsync(ct);
-            return host.Services.GetRequiredService<IngestionWorker>().Fault is null ? 0 : 1;
+            return worker.Fault is null ? 0 : 1;
         })));
         return command;
     }

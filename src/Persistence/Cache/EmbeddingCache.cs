@@ -144,11 +144,11 @@ public sealed class EmbeddingCache(IConnectionMultiplexer? redis, IOptions<Cache
     // "no cache for this call": connection failures and server errors (RedisException), timeouts
     // (the library's and our WaitAsync bound, which holds even when a paused server keeps the
     // library waiting), cancellations and, seen in tests, InvalidOperationException from a pipe torn
-    // down mid-read. Logged once per outage, with the first exception.
+    // down mid-read. Logged once per outage, with the first failure (type and message, no stack trace).
     private void MarkDown(Exception? ex)
     {
         if (Interlocked.Exchange(ref _down, 1) == 0)
-            Log.CacheDown(logger, ex);
+            Log.CacheDown(logger, ex is null ? "not connected" : $"{ex.GetType().Name}: {ex.Message}"); // one line: an outage is not a bug
     }
 
     private void MarkUp()
