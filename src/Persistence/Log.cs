@@ -35,6 +35,12 @@ internal static partial class Log
     [LoggerMessage(4016, LogLevel.Information, "HNSW index of {Version} ({Table}) built in {Seconds:F1} s")]
     public static partial void IndexBuilt(ILogger logger, string version, string table, double seconds);
 
+    [LoggerMessage(4017, LogLevel.Information, "Retired version {Version} is past its retention: dropped (table {Table})")]
+    public static partial void RetainedVersionDropped(ILogger logger, string version, string table);
+
+    [LoggerMessage(4018, LogLevel.Warning, "Dropping retired versions past their retention failed, trying again at the next interval: {Reason}")]
+    public static partial void SweepFailed(ILogger logger, string reason);
+
     [LoggerMessage(4020, LogLevel.Debug, "Wrote {Items} item(s) to {Tables} in {ElapsedMs:F1} ms")]
     public static partial void BatchWritten(ILogger logger, int items, string tables, double elapsedMs);
 

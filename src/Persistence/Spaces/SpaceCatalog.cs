@@ -91,6 +91,22 @@ public sealed class SpaceCatalog(NpgsqlDataSource dataSource, ILogger<SpaceCatal
     }
 
     /// <summary>
+    /// Registers (or returns) a version a re-embedding will backfill: like <see cref="EnsureVersionAsync"/>,
+    /// but a new table gets no index, because bulk loading then building the index is several times
+    /// faster than indexing rows as they come (docs/benchmarks.md, index build). Build it with
+    /// <see cref="SpaceIndexBuilder.BuildAsync"/> when the backfill is done; a version is marked ready
+    /// only with a valid index.
+    /// </summary>
+    /// <param name="space">Space name.</param>
+    /// <param name="digest">Content digest of the manifest.</param>
+    /// <param name="dimension">Width of the fused vectors (1–2000).</param>
+    /// <param name="manifestJson">The manifest (canonical JSON).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <exception cref="InvalidOperationException">The version exists with another dimension.</exception>
+    public Task<SpaceVersion> RegisterForBackfillAsync(string space, string digest, int dimension, string manifestJson, CancellationToken cancellationToken = default) =>
+        EnsureVersionAsync(space, digest, dimension, manifestJson, createIndex: false, cancellationToken);
+
+    /// <summary>
     /// Creates the HNSW cosine index of a version's table if it is missing, in one transaction. It
     /// blocks writes to that table while it runs: fine for small tables and tests; a backfilled
     /// version under live writes uses <see cref="SpaceIndexBuilder.BuildAsync"/> instead.

@@ -17,6 +17,8 @@ public sealed class SpaceIndexBuilder(NpgsqlDataSource dataSource, IOptions<Spac
     /// Makes sure the version's table has a valid HNSW index, building it if missing. An invalid index
     /// left by an interrupted build is dropped and built again; concurrent callers for one version
     /// wait for each other, so the index is built once. Takes as long as the build (no command timeout).
+    /// CREATE INDEX CONCURRENTLY waits for transactions older than it, anywhere in the database, to end:
+    /// never call it while the caller itself holds a transaction open on this database (it would wait for itself).
     /// </summary>
     /// <param name="version">A version with a table.</param>
     /// <param name="cancellationToken">Cancels the build (an interrupted build is cleaned up by the next call).</param>
@@ -27,7 +29,10 @@ public sealed class SpaceIndexBuilder(NpgsqlDataSource dataSource, IOptions<Spac
         ArgumentNullException.ThrowIfNull(version);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var lockKey = "freebind.index:" + version.TableName;
-        await ExecuteAsync(connection, "SELECT pg_advisory_lock(hashtext($1))", cancellationToken, lockKey);
+        // Polled, not waited for in SQL: a session blocked in pg_advisory_lock holds a snapshot, and
+        // CREATE INDEX CONCURRENTLY waits for every older snapshot, so the two would deadlock.
+        while (!await TryLockAsync(connection, lockKey, cancellationToken))
+            await Task.Delay(LockPoll, cancellationToken);
         try
         {
             var state = await IndexStateAsync(connection, version, cancellationToken);
@@ -69,6 +74,15 @@ public sealed class SpaceIndexBuilder(NpgsqlDataSource dataSource, IOptions<Spac
     }
 
     internal enum IndexState { TableMissing, Missing, Invalid, Valid }
+
+    private static readonly TimeSpan LockPoll = TimeSpan.FromMilliseconds(250);
+
+    private static async Task<bool> TryLockAsync(NpgsqlConnection connection, string key, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtext($1))", connection);
+        cmd.Parameters.Add(new() { Value = key });
+        return (bool)(await cmd.ExecuteScalarAsync(ct))!;
+    }
 
     internal static string IndexName(SpaceVersion version) => version.TableName + "_hnsw";
 

@@ -16,6 +16,10 @@ public sealed class SpaceVersionOptions
     [Range(typeof(TimeSpan), "00:00:00", "365.00:00:00")]
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>How often <see cref="RetentionSweep"/> drops retired versions past their retention. Default 10 minutes.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>
     /// <c>maintenance_work_mem</c> of an HNSW index build, in MiB. The build is much faster while the
     /// graph fits in it (pgvector), so give it what the server can spare. Default 1024.

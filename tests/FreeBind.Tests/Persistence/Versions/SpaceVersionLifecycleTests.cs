@@ -1,5 +1,7 @@
 using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Spaces;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace FreeBind.Tests.Persistence.Versions;
 
@@ -233,5 +235,32 @@ public sealed class SpaceVersionLifecycleTests(MigratedDatabase fixture) : IClas
         Assert.False(again.Changed);
         Assert.False(await _db.TableExistsAsync(v1.TableName));
         Assert.Equal(SpaceVersionRefusal.NothingToRollBack, (await Assert.ThrowsAsync<SpaceVersionException>(() => _db.Lifecycle().RollbackAsync(space))).Refusal);
+    }
+
+    [Fact]
+    public async Task The_retention_sweep_drops_expired_versions_on_its_schedule_and_keeps_retained_ones()
+    {
+        var expiring = NewSpace("sweep-a");
+        var retained = NewSpace("sweep-b");
+        var a1 = await ActiveWithItemsAsync(expiring, "sha256:a1");
+        var b1 = await ActiveWithItemsAsync(retained, "sha256:b1");
+        await _db.Lifecycle(retention: TimeSpan.Zero).CutOverAsync(await _db.MakeReadyAsync(await RegisterAsync(expiring, "sha256:a2")));
+        await _db.Lifecycle().CutOverAsync(await _db.MakeReadyAsync(await RegisterAsync(retained, "sha256:b2")));
+        var options = Options.Create(new SpaceVersionOptions { SweepInterval = TimeSpan.FromMilliseconds(100) });
+        using var sweep = new RetentionSweep(new SpaceVersionLifecycle(_db.DataSource, options, NullLogger<SpaceVersionLifecycle>.Instance),
+            options, NullLogger<RetentionSweep>.Instance);
+
+        await sweep.StartAsync(CancellationToken.None);
+        var wait = System.Diagnostics.Stopwatch.StartNew();
+        while ((await StatesAsync(expiring))["sha256:a1"] != SpaceVersionState.Dropped)
+        {
+            Assert.True(wait.Elapsed < TimeSpan.FromSeconds(30), "the sweep did not drop the expired version");
+            await Task.Delay(50);
+        }
+        await sweep.StopAsync(CancellationToken.None);
+
+        Assert.False(await _db.TableExistsAsync(a1.TableName));
+        Assert.Equal(SpaceVersionState.Retired, (await StatesAsync(retained))["sha256:b1"]);
+        Assert.True(await _db.TableExistsAsync(b1.TableName));
     }
 }
