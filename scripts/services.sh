@@ -249,11 +249,15 @@ await_rabbit() {
   log "rabbitmq on 127.0.0.1:$RABBIT_PORT is not running (scripts/services.sh start)"; exit 1
 }
 
+# Retried as a whole: a fault test in a parallel test class may stop the node between two calls.
 add_vhost() {
-  await_rabbit
-  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" add_vhost "$1" >/dev/null 2>&1 \
-    || rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" list_vhosts name | grep -qx "$1"
-  rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
+  for _ in $(seq 60); do
+    await_rabbit
+    rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" add_vhost "$1" >/dev/null 2>&1 || true
+    if rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "cannot create the rabbitmq virtual host $1"; exit 1
 }
 
 delete_vhost() { await_rabbit; rabbit_env "$RABBIT_BIN/rabbitmqctl" -q -n "$RABBIT_NODE" delete_vhost "$1" >/dev/null 2>&1 || true; }

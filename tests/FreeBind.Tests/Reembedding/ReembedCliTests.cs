@@ -11,6 +11,7 @@ namespace FreeBind.Tests.Reembedding;
 /// Bad operator input to <c>freebind reembed</c> and <c>spaces publish</c>, as a user runs them (a
 /// child process): one line on stderr, exit code 1, nothing changed.
 /// </summary>
+[Collection(RabbitMqCollection.Name)]
 public sealed class ReembedCliTests(MigratedDatabase database, RabbitMqVirtualHost broker)
     : IClassFixture<MigratedDatabase>, IClassFixture<RabbitMqVirtualHost>
 {

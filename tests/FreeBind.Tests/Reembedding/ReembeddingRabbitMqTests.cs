@@ -33,6 +33,7 @@ public sealed class RabbitMqVirtualHost : IAsyncLifetime
 /// The saga as production runs it (AddReembedding, RabbitMQ, the Postgres store) with two saga hosts
 /// and a worker host competing for the queues; the workers (<see cref="ScriptedWorkers"/>) answer every command twice.
 /// </summary>
+[Collection(RabbitMqCollection.Name)]
 public sealed class ReembeddingRabbitMqTests(MigratedDatabase database, RabbitMqVirtualHost broker)
     : IClassFixture<MigratedDatabase>, IClassFixture<RabbitMqVirtualHost>
 {
@@ -104,4 +105,11 @@ public sealed class ReembeddingRabbitMqTests(MigratedDatabase database, RabbitMq
 
         await Task.WhenAll(sagaA.StopAsync(), sagaB.StopAsync(), workers.StopAsync());
     }
+}
+
+/// <summary>Test classes that must not run while the broker is restarted by another one.</summary>
+[CollectionDefinition(Name)]
+public sealed class RabbitMqCollection
+{
+    public const string Name = "RabbitMQ restarts";
 }
