@@ -57,6 +57,7 @@ TEXT_UNUSED = {
     "embeddings.position_ids": "arange buffer saved by transformers < 4.31; positions are computed from the ids",
 }
 PARTS = ("audio_branch.", "audio_projection.", "text_branch.", "text_projection.")
+FRONT_END = ("audio_branch.spectrogram_extractor", "audio_branch.logmel_extractor")
 
 
 class ClapAudio(nn.Module):
@@ -194,7 +195,9 @@ def exports(source, variant: str) -> Iterator[Export]:
         profile = "clap"
     yield Export(file=f"encoders/{expert}/audio.onnx", module=audio, inputs=inputs,
                  width=audio.audio_projection[2].out_features, random_inputs=random, profile=profile,
-                 upstream=_upstream_audio(state.source, variant), facts=facts)
+                 upstream=_upstream_audio(state.source, variant), facts=facts,
+                 # a loud tone's STFT power passes float16's 65504 and the 1e-10 dB floor is 0 there
+                 float32_scopes=() if fusion else FRONT_END)
     del audio
 
     text = load_text(weights, variant)

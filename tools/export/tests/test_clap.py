@@ -220,6 +220,33 @@ class LongClips(unittest.TestCase):
         self.assertLessEqual(float(np.abs(onnx_out - ours).max()), 1e-4)
 
 
+class Float16(unittest.TestCase):
+    """CLAP-Music declares its STFT/mel/dB front end float32 for `--fp16`: without it a silent clip is
+    NaN (1e-10 is 0 in float16) and a loud tone's power passes 65504."""
+
+    def test_clap_music_front_end_stays_float32(self):
+        support.require_environment()
+        product = Product(None, os.path.join(support.REPO, "spaces"))
+        self.addCleanup(product.close)
+        exp = next(iter(clap.exports(reduced_path("music"), "music")))
+        self.assertEqual(exp.float32_scopes, clap.FRONT_END)
+        root = os.path.join(WORK, "fp16")
+        shutil.rmtree(root, ignore_errors=True)
+        onnx_files.write(exp, root, batch=2, seed=0)
+        f32 = os.path.join(root, exp.file)
+        f16 = os.path.join(root, "audio.fp16.onnx")
+        shutil.copyfile(f32, f16)
+        onnx_files.convert_fp16(f16, exp.float32_scopes)
+        t = np.arange(480000) / 48000
+        noise = np.clip(np.random.default_rng(0).normal(0, 0.5, t.size), -1, 1)
+        x = np.stack([np.sin(2 * np.pi * 1000 * t), np.zeros_like(t), noise]).astype(np.float32)
+        (a,), _ = product.run_onnx(f32, [[("waveform", x)]])
+        (b,), _ = product.run_onnx(f16, [[("waveform", x)]])
+        self.assertTrue(np.isfinite(b).all())
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        self.assertGreater(float(cos.min()), 0.9999)
+
+
 def write_wav(path: str, seconds: int, rate: int = 48000) -> None:
     """A chirp with noise, 16-bit mono: different content in every part of the clip."""
     t = np.arange(seconds * rate) / rate
