@@ -19,6 +19,7 @@ const string Usage = """
 if (args.Length > 0 && args[0] == "preprocess") return PreprocessBenchmark.RunCommand(args[1..]);
 if (args.Length > 0 && args[0] == "ingestion") return IngestionBenchmark.RunCommand(args[1..]);
 if (args.Length > 0 && args[0] == "index-build") return IndexBuildBenchmark.RunCommand(args[1..]);
+if (args.Length > 0 && args[0] == "space-load") return SpaceLoadBenchmark.RunCommand(args[1..]);
 if (args.Length == 0 || args[0] != "fusion")
 {
     Console.Error.WriteLine(Usage);

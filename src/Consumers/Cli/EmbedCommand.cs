@@ -27,24 +27,31 @@ internal static class EmbedCommand
         {
             Description = "Model-ready tensors instead of media: expert.modality[.input]=file.npy (repeatable; see `freebind preprocess`)",
         };
-        var presets = new Option<string[]>("--preset") { Description = "Factor preset; repeat to compare presets on the same atoms" };
-        var output = new Option<FileInfo?>("--output", "-o") { Description = "Write JSON lines {id, modality, space_version, vector, experts} (the atoms, ready for `freebind fuse`)" };
+        var output = new Option<FileInfo?>("--output", "-o")
+        {
+            Description = "Write JSON lines {id, modality, space_version, preset?, vector, experts}, one per item and preset (the atoms, ready for `freebind fuse`)",
+        };
         var command = new Command("embed", "Embed images, audio and text into a space and print similarity matrices")
         {
-            FreeBindCli.Space, FreeBindCli.Models, presets, FreeBindCli.Factor, images, audios, texts, tensors, output,
+            FreeBindCli.Space, FreeBindCli.Models, FreeBindCli.Presets, FreeBindCli.Factor, images, audios, texts, tensors, output,
         };
         command.SetAction((result, ct) => FreeBindCli.Guard(async () =>
         {
             using var host = CliHost.Build();
             var catalog = host.Services.GetRequiredService<ManifestCatalog>();
             var embedder = host.Services.GetRequiredService<Embedder>();
-            var spaceName = result.GetValue(FreeBindCli.Space);
-            var models = result.GetValue(FreeBindCli.Models);
-            var overrides = result.GetValue(FreeBindCli.Factor) ?? [];
-            var presetNames = result.GetValue(presets) is { Length: > 0 } p ? p.Select(s => (string?)s).ToArray() : new string?[] { null };
-            var selections = presetNames.Select(name => FactorSelection.Parse(name, overrides)).ToList();
-            var space = catalog.Load(spaceName, models, selections[0]);
-            Console.Error.WriteLine($"space {space.Name} {space.Version} ({space.Dimension}-d) models {space.ModelRoot}");
+            var selections = FreeBindCli.Selections(result);
+            // Every factor choice is loaded (and so checked) before any media is read. The first
+            // is loaded for embedding; the others only re-fuse its atoms, so they read no encoder.
+            var spaces = new List<SpaceDefinition>();
+            foreach (var selection in selections)
+                spaces.Add(catalog.Load(result.GetValue(FreeBindCli.Space), result.GetValue(FreeBindCli.Models), spaces.Count == 0
+                    ? new SpaceLoadOptions { Factors = selection }
+                    : new SpaceLoadOptions { Factors = selection, Use = SpaceUse.Fuse, KnownFiles = spaces[0].Files }));
+            var space = spaces[0];
+            Console.Error.WriteLine($"space {space.Name} ({space.Dimension}-d) models {space.ModelRoot}");
+            // A version covers the factors: each factor choice is its own version.
+            for (var s = 0; s < spaces.Count; s++) Console.Error.WriteLine($"  {spaces[s].Version}  {FreeBindCli.Label(selections[s])}");
             embedder.Prepare(space);
 
             var items = new List<Item>();
@@ -57,16 +64,24 @@ internal static class EmbedCommand
             if (jobs.Count == 0) throw new ArgumentException("nothing to embed: give --image, --audio, --text or --tensor");
             foreach (var (id, modality, task) in jobs) items.Add(new Item(id, modality, await task));
 
-            if (result.GetValue(output) is { } file) await WriteAsync(file.FullName, items, space.Version);
-            foreach (var selection in selections)
+            var vectors = new List<float[]>[spaces.Count];
+            for (var s = 0; s < spaces.Count; s++)
             {
-                var selected = selection == selections[0] ? space : catalog.Load(spaceName, models, selection);
-                var vectors = new List<(string Id, Modality Modality, float[] Vector)>();
+                vectors[s] = [];
                 foreach (var item in items)
-                    vectors.Add((item.Id, item.Modality, selected == space ? item.Embedding.Vector
-                        : await embedder.Fusion.FuseAsync(selected, item.Modality, item.Embedding.Atoms, ct)));
-                PrintMatrices(selected, selection, vectors);
+                    vectors[s].Add(s == 0 ? item.Embedding.Vector : await embedder.Fusion.FuseAsync(spaces[s], item.Modality, item.Embedding.Atoms, ct));
             }
+            if (result.GetValue(output) is { } file)
+            {
+                await using var stream = File.Create(file.FullName);
+                var writer = new VectorLines(stream);
+                for (var i = 0; i < items.Count; i++)
+                    for (var s = 0; s < spaces.Count; s++)
+                        await writer.WriteAsync(items[i].Id, items[i].Modality, spaces[s].Version, selections[s].Preset, vectors[s][i], items[i].Embedding.Atoms, ct);
+                Console.Error.WriteLine($"wrote {writer.Written} lines ({items.Count} items × {spaces.Count} factor choice{(spaces.Count == 1 ? "" : "s")}) → {file.FullName}");
+            }
+            for (var s = 0; s < spaces.Count; s++)
+                PrintMatrices(spaces[s], selections[s], [.. items.Select((item, i) => (item.Id, item.Modality, vectors[s][i]))]);
             return 0;
         }));
         return command;
@@ -132,34 +147,6 @@ internal static class EmbedCommand
         return array.Floats is not null
             ? ModelTensor.Float32(name, shape, array.Floats.AsSpan(row * rowLength, rows * rowLength).ToArray())
             : ModelTensor.Int64(name, shape, array.Longs!.AsSpan(row * rowLength, rows * rowLength).ToArray());
-    }
-
-    private static async Task WriteAsync(string path, List<Item> items, string version)
-    {
-        await using var stream = File.Create(path);
-        foreach (var item in items)
-        {
-            using (var writer = new Utf8JsonWriter(stream))
-            {
-                writer.WriteStartObject();
-                writer.WriteString("id", item.Id);
-                writer.WriteString("modality", item.Modality.ToName());
-                writer.WriteString("space_version", version);
-                WriteArray(writer, "vector", item.Embedding.Vector);
-                writer.WriteStartObject("experts");
-                foreach (var (expert, atom) in item.Embedding.Atoms) WriteArray(writer, expert, atom);
-                writer.WriteEndObject();
-                writer.WriteEndObject();
-            }
-            stream.WriteByte((byte)'\n');
-        }
-    }
-
-    private static void WriteArray(Utf8JsonWriter writer, string name, float[] values)
-    {
-        writer.WriteStartArray(name);
-        foreach (var v in values) writer.WriteNumberValue(v);
-        writer.WriteEndArray();
     }
 
     private static void PrintMatrices(SpaceDefinition space, FactorSelection selection, List<(string Id, Modality Modality, float[] Vector)> vectors)

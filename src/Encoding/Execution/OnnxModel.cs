@@ -135,8 +135,8 @@ public sealed class OnnxModel : IAsyncDisposable
         throw new ArgumentException($"{Label}: the model needs input '{name}' but the item provides {string.Join(", ", item.Select(t => t.Name))}");
     }
 
-    /// <summary>Runs one zero-filled row so the first real request does not pay for lazy initialisation.</summary>
-    public void WarmUp()
+    /// <summary>Runs one zero-filled row so the first real request does not pay for lazy initialisation; returns the width of an output row.</summary>
+    public int WarmUp()
     {
         var item = new List<ModelTensor>();
         foreach (var name in _inputNames)
@@ -149,7 +149,21 @@ public sealed class OnnxModel : IAsyncDisposable
                 ? ModelTensor.Int64(name, shape, new long[count])
                 : ModelTensor.Float32(name, shape, new float[count]));
         }
-        RunBatch([item]);
+        return RunBatch([item])[0].Length;
+    }
+
+    /// <summary>Opens <paramref name="path"/>, runs one zero-filled row and returns the width of its output row (for files that leave it symbolic).</summary>
+    public static int ProbeOutputWidth(SessionFactory sessions, string path, string label)
+    {
+        var model = new OnnxModel(label, sessions.Create(path), sessions.Options);
+        try
+        {
+            return model.WarmUp();
+        }
+        finally
+        {
+            model.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -6,7 +6,8 @@ namespace FreeBind.Encoding.Execution;
 /// <summary>
 /// Creates every <see cref="InferenceSession"/> of the process with the configured execution
 /// provider. The GPU attempt happens once; if it cannot load (no CUDA here), every session is built
-/// from fresh CPU options and one line says which provider runs and why.
+/// from fresh CPU options and one line says which provider runs and why: information when the
+/// provider is <c>auto</c>, a warning when a GPU provider was asked for by name.
 /// </summary>
 public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionFactory> logger)
 {
@@ -52,7 +53,10 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
                     catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
                     {
                         _provider = "CPU";
-                        LogFallback(logger, gpu, requested, FirstLine(e.Message));
+                        // Asked for a GPU by name, its absence is worth a warning; on "auto" CPU is an
+                        // expected outcome (every CPU machine), so it is said once, as information.
+                        if (requested == "auto") LogAutoCpu(logger, FirstLine(e.Message));
+                        else LogFallback(logger, gpu, requested, FirstLine(e.Message));
                     }
                     finally
                     {
@@ -96,6 +100,9 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ONNX Runtime execution provider: {Provider} ({Reason})")]
     private static partial void LogProvider(ILogger logger, string provider, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ONNX Runtime execution provider: CPU (Onnx:ExecutionProvider=auto found no usable CUDA: {Reason}; set it to cpu to skip the attempt, see docs/gpu.md)")]
+    private static partial void LogAutoCpu(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "ONNX Runtime execution provider: CPU — {Gpu} (Onnx:ExecutionProvider={Requested}) is unavailable: {Reason} (the CUDA provider needs an NVIDIA driver with the CUDA 13 and cuDNN 9 libraries; see docs/gpu.md)")]
     private static partial void LogFallback(ILogger logger, string gpu, string requested, string reason);

@@ -24,12 +24,21 @@ public sealed class ExpertEncoders(SessionFactory sessions) : IAsyncDisposable
 
     public OnnxModel Model(SpaceDefinition space, string expert, Modality modality)
     {
+        if (space.Use != SpaceUse.Embed)
+            throw new InvalidOperationException($"space '{space.Name}' was loaded for fusion only (its encoder files were not checked); load it with SpaceUse.Embed to encode media");
         var spec = space.EncoderOf(expert, modality);
         var path = space.ResolvePath(spec.Model);
+        var dim = space.Manifest.Experts[expert].Dimension;
         return _models.GetOrAdd(path, p => new Lazy<OnnxModel>(() =>
         {
             var model = new OnnxModel($"expert '{expert}' {modality.ToName()} encoder ({spec.Model})", sessions.Create(p), sessions.Options);
-            model.WarmUp();
+            // The width is checked here for files that leave it symbolic (validation could not read it).
+            var width = model.WarmUp();
+            if (width != dim)
+            {
+                model.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw new InvalidDataException($"{model.Label}: outputs {width} values per row, but the manifest says expert '{expert}' is {dim}-d");
+            }
             return model;
         })).Value;
     }

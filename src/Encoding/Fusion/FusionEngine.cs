@@ -64,7 +64,10 @@ public sealed partial class FusionEngine(SessionFactory sessions, ILogger<Fusion
         var dim = space.Manifest.Experts[expert].Dimension;
         if (atom.Length != dim)
             throw new ArgumentException($"atom '{expert}' has {atom.Length} values, the expert is {dim}-d");
-        ModelOutputException.ThrowIfNotFinite(atom, $"atom '{expert}' ({modality.ToName()})");
+        // An atom is input here, not a model's output: a non-finite one is the caller's to fix.
+        for (var i = 0; i < atom.Length; i++)
+            if (!float.IsFinite(atom[i]))
+                throw new ArgumentException($"atom '{expert}' ({modality.ToName()}) element {i} is {atom[i]}: atoms must be finite");
         return atom;
     }
 

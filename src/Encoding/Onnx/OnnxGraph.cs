@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 
 namespace FreeBind.Encoding.Onnx;
@@ -31,6 +32,12 @@ internal sealed record OnnxNode(string OpType, string Name, IReadOnlyList<string
 internal sealed record OnnxValueInfo(string Name, int ElementType, long[] Dims);
 
 /// <summary>
+/// An initializer stored outside the .onnx file (models over 2 GB): the file it lives in, relative
+/// to the model's folder, and the byte range it needs there.
+/// </summary>
+internal sealed record OnnxExternalData(string Tensor, string Location, long Offset, long Length);
+
+/// <summary>
 /// The parts of an ONNX model this project reads: graph nodes, constants and the input/output
 /// signature. Used to validate files against a manifest and to extract projector weights.
 /// </summary>
@@ -40,17 +47,49 @@ internal sealed class OnnxGraph
     public Dictionary<string, OnnxTensor> Constants { get; } = new(StringComparer.Ordinal);
     public List<OnnxValueInfo> Inputs { get; } = [];
     public List<OnnxValueInfo> Outputs { get; } = [];
+    public List<OnnxExternalData> ExternalData { get; } = [];
     public long OpsetVersion { get; private set; }
 
     /// <summary>Graph inputs that are real inputs, not initializers listed as inputs (older exporters).</summary>
     public IEnumerable<OnnxValueInfo> RealInputs => Inputs.Where(i => !Constants.ContainsKey(i.Name));
 
-    /// <summary>Reads only the input/output signature (skips weights and nodes): cheap validation.</summary>
-    public static OnnxGraph LoadSignature(string path) => Load(path, signatureOnly: true);
+    /// <summary>
+    /// Reads only the input/output signature and where external weights live (skips weights and
+    /// nodes): cheap validation. The file is memory-mapped, so the pages holding weights are never read.
+    /// </summary>
+    public static unsafe OnnxGraph LoadSignature(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
+            var length = stream.Length; // of the file a symlink points to
+            if (length == 0) throw new InvalidDataException("the file is empty");
+            if (length > int.MaxValue)
+                throw new InvalidDataException("it is over 2 GB, which protobuf cannot hold; export the weights as external data (.onnx + .onnx.data)");
+            using var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+            using var view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* pointer = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            try
+            {
+                return Parse(new ReadOnlySpan<byte>(pointer + view.PointerOffset, (int)length), signatureOnly: true);
+            }
+            finally
+            {
+                view.SafeMemoryMappedViewHandle.ReleasePointer();
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"cannot read ONNX file '{path}': {e.Message}", e);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a readable ONNX model: {e.Message}", e);
+        }
+    }
 
-    public static OnnxGraph Load(string path) => Load(path, signatureOnly: false);
-
-    private static OnnxGraph Load(string path, bool signatureOnly)
+    public static OnnxGraph Load(string path)
     {
         byte[] bytes;
         try
@@ -63,7 +102,7 @@ internal sealed class OnnxGraph
         }
         try
         {
-            return Parse(bytes, signatureOnly);
+            return Parse(bytes);
         }
         catch (InvalidDataException e)
         {
@@ -109,8 +148,9 @@ internal sealed class OnnxGraph
         {
             if (signatureOnly && field is 1 or 5)
             {
-                // Initializers still matter for the signature: older exporters list them as inputs.
-                if (field == 5) Constants[ReadTensorName(reader.ReadBytes())] = Placeholder;
+                // Initializers still matter for the signature: older exporters list them as inputs,
+                // and an initializer stored outside the file must be there for the model to load.
+                if (field == 5) Constants[ReadTensorHeader(reader.ReadBytes())] = Placeholder;
                 else reader.Skip(wire);
                 continue;
             }
@@ -133,16 +173,66 @@ internal sealed class OnnxGraph
 
     private static readonly OnnxTensor Placeholder = new() { Name = "", Dims = [], DataType = 0 };
 
-    private static string ReadTensorName(ReadOnlySpan<byte> data)
+    // Name and, for an external initializer, where its bytes are; the data itself is skipped.
+    private string ReadTensorHeader(ReadOnlySpan<byte> data)
     {
         var reader = new ProtoReader(data);
+        var dims = new List<long>();
+        var entries = new Dictionary<string, string>(StringComparer.Ordinal);
+        string name = "";
+        int dataType = 0;
+        var external = false;
         while (reader.Next(out var field, out var wire))
         {
-            if (field == 8 && wire == 2) return reader.ReadString();
-            reader.Skip(wire);
+            switch (field)
+            {
+                case 1: reader.ReadInt64s(wire, dims); break;
+                case 2 when wire == 0: dataType = (int)reader.ReadVarint(); break;
+                case 8 when wire == 2: name = reader.ReadString(); break;
+                case 13 when wire == 2:
+                    var entry = new ProtoReader(reader.ReadBytes());
+                    string key = "", value = "";
+                    while (entry.Next(out var f, out var w))
+                    {
+                        if (f == 1 && w == 2) key = entry.ReadString();
+                        else if (f == 2 && w == 2) value = entry.ReadString();
+                        else entry.Skip(w);
+                    }
+                    entries[key] = value;
+                    break;
+                case 14 when wire == 0: external = reader.ReadVarint() == 1; break;
+                default: reader.Skip(wire); break;
+            }
         }
-        return "";
+        if (external)
+        {
+            if (!entries.TryGetValue("location", out var location) || location.Length == 0)
+                throw new InvalidDataException($"tensor '{name}' is stored externally but names no location");
+            var offset = Number(entries, "offset", name) ?? 0;
+            var length = Number(entries, "length", name) ?? dims.Aggregate(1L, (a, d) => a * d) * ElementSize(dataType, name);
+            ExternalData.Add(new OnnxExternalData(name, location, offset, length));
+        }
+        return name;
     }
+
+    private static long? Number(Dictionary<string, string> entries, string key, string tensor)
+    {
+        if (!entries.TryGetValue(key, out var text)) return null;
+        return long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new InvalidDataException($"tensor '{tensor}': external data {key} '{text}' is not a byte count");
+    }
+
+    // TensorProto.DataType → bytes per element.
+    private static long ElementSize(int dataType, string tensor) => dataType switch
+    {
+        2 or 3 or 9 => 1,           // uint8, int8, bool
+        4 or 5 or 10 or 16 => 2,    // uint16, int16, float16, bfloat16
+        1 or 6 or 12 => 4,          // float, int32, uint32
+        7 or 11 or 13 or 14 => 8,   // int64, double, uint64, complex64
+        15 => 16,                   // complex128
+        _ => throw new InvalidDataException($"tensor '{tensor}' is stored externally with element type {dataType}, whose size is unknown; give its length"),
+    };
 
     private static OnnxNode ReadNode(ReadOnlySpan<byte> data)
     {

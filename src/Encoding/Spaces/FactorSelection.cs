@@ -28,4 +28,7 @@ public sealed record FactorOverride(string? Bond, string Modality, double Factor
         var dot = key.LastIndexOf('.');
         return dot < 0 ? new FactorOverride(null, key, f) : new FactorOverride(key[..dot], key[(dot + 1)..], f);
     }
+
+    /// <summary>The override as it is written: <c>[bond.]modality=f</c>.</summary>
+    public override string ToString() => $"{(Bond is null ? "" : Bond + ".")}{Modality}={Factor.ToString(CultureInfo.InvariantCulture)}";
 }

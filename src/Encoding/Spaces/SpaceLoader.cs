@@ -1,7 +1,4 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
-using System.Text;
-using FreeBind.Encoding.Onnx;
 using FreeBind.Encoding.Preprocessing;
 
 namespace FreeBind.Encoding.Spaces;
@@ -9,70 +6,161 @@ namespace FreeBind.Encoding.Spaces;
 /// <summary>Loads a manifest, applies factor choices, validates it against its files, and versions it.</summary>
 public static class SpaceLoader
 {
-    private static readonly ConcurrentDictionary<(string Path, long Length, DateTime Modified), string> FileDigests = new();
-
     /// <summary>Loads and validates <paramref name="manifestPath"/> with files under <paramref name="modelRoot"/>.</summary>
-    public static SpaceDefinition Load(string manifestPath, string modelRoot, FactorSelection? factors = null, bool checkFiles = true)
+    public static SpaceDefinition Load(string manifestPath, string modelRoot, FactorSelection? factors = null, bool checkFiles = true) =>
+        Build(ReadManifest(manifestPath), modelRoot, factors, checkFiles);
+
+    /// <summary>Loads <paramref name="manifestPath"/> with files under <paramref name="modelRoot"/> as <paramref name="options"/> say.</summary>
+    public static SpaceDefinition Load(string manifestPath, string modelRoot, SpaceLoadOptions options) =>
+        Build(ReadManifest(manifestPath), modelRoot, options);
+
+    /// <summary>Reads and parses a manifest file; a file that does not exist is the caller's choice gone wrong, not a manifest error.</summary>
+    public static SpaceManifest ReadManifest(string manifestPath)
     {
         string json;
         try
         {
             json = File.ReadAllText(manifestPath);
         }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new SpaceChoiceException(SpaceChoice.Space, manifestPath, $"no manifest file '{manifestPath}'");
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SpaceValidationException([$"cannot read manifest '{manifestPath}': {e.Message}"]);
         }
-        return Build(SpaceManifest.Parse(json, manifestPath), modelRoot, factors, checkFiles);
+        return SpaceManifest.Parse(json, manifestPath);
     }
 
+    /// <summary>Validates <paramref name="manifest"/> with every file under <paramref name="modelRoot"/> (<see cref="SpaceUse.Embed"/>).</summary>
+    /// <param name="manifest">The manifest (not modified: factors are applied to a copy).</param>
+    /// <param name="modelRoot">Folder the manifest's file paths are relative to.</param>
+    /// <param name="factors">Preset and factor overrides.</param>
+    /// <param name="checkFiles">False skips every file (no version: all zeros); for manifest-only checks.</param>
     public static SpaceDefinition Build(SpaceManifest manifest, string modelRoot, FactorSelection? factors = null, bool checkFiles = true)
+    {
+        var options = new SpaceLoadOptions { Factors = factors ?? FactorSelection.None };
+        return checkFiles ? Build(manifest, modelRoot, options) : BuildUnchecked(manifest, modelRoot, options);
+    }
+
+    /// <summary>
+    /// Validates <paramref name="manifest"/> with its files under <paramref name="modelRoot"/> and names
+    /// its version. With <see cref="SpaceUse.Fuse"/> only projector files are read; the others'
+    /// digests come from <see cref="SpaceLoadOptions.KnownFiles"/> (or from the files, if present),
+    /// and the version is the same as a full load's.
+    /// </summary>
+    /// <exception cref="SpaceChoiceException">An unknown preset, a bad factor override, or a model root without the space's files.</exception>
+    /// <exception cref="SpaceValidationException">Everything wrong with the manifest or its files, at once.</exception>
+    public static SpaceDefinition Build(SpaceManifest manifest, string modelRoot, SpaceLoadOptions options)
+    {
+        var (effective, plans) = Plan(manifest, options.Factors);
+        var root = Path.GetFullPath(modelRoot);
+        var files = SpaceFileCheck.Run(effective, root, options);
+        return new SpaceDefinition(effective, root, Digest(effective, files), plans, files, options.Use);
+    }
+
+    /// <summary>The <c>format</c> of <see cref="SpaceDefinition.ToJson"/> documents.</summary>
+    public const string StoredFormat = "freebind-space-version/1";
+
+    /// <summary>
+    /// Reloads a stored version (<see cref="SpaceDefinition.ToJson"/>) for fusion on this machine: its
+    /// effective manifest, the projector files under <paramref name="modelRoot"/> (read, and checked
+    /// against the stored digests), the encoders' and tokenizers' digests from the document (their
+    /// files are never read). The version is recomputed and must equal the stored one. This is the
+    /// backfill's way to re-fuse stored atoms into a version without encoders.
+    /// </summary>
+    /// <param name="document">The JSON document stored with the version.</param>
+    /// <param name="modelRoot">Folder holding (at least) the version's projector files.</param>
+    /// <param name="digests">Digest cache for the projector files; default in-process.</param>
+    /// <exception cref="SpaceValidationException">A projector file is missing or differs from the version's, or the document is inconsistent.</exception>
+    public static SpaceDefinition LoadStored(string document, string modelRoot, FileDigestCache? digests = null)
+    {
+        System.Text.Json.Nodes.JsonObject root;
+        try
+        {
+            root = System.Text.Json.Nodes.JsonNode.Parse(document) as System.Text.Json.Nodes.JsonObject
+                ?? throw new FormatException("not a JSON object");
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException)
+        {
+            throw new SpaceValidationException([$"stored space version is not a JSON document: {e.Message}"]);
+        }
+        if ((string?)root["format"] != StoredFormat || root["manifest"] is not System.Text.Json.Nodes.JsonObject manifestJson || (string?)root["version"] is not { } stored)
+            throw new SpaceValidationException([$"stored space version is not a '{StoredFormat}' document with a manifest and a version"]);
+        var manifest = SpaceManifest.Parse(manifestJson.ToJsonString(), "stored manifest");
+        SpaceFiles files;
+        try
+        {
+            files = SpaceFiles.Parse(document, "stored space version");
+        }
+        catch (FormatException e)
+        {
+            throw new SpaceValidationException([e.Message], manifest.Name);
+        }
+        var space = Build(manifest, modelRoot, new SpaceLoadOptions { Use = SpaceUse.Fuse, KnownFiles = files, Digests = digests });
+        if (space.Version != stored)
+            throw new SpaceValidationException([$"the stored document names version {stored} but its manifest and digests give {space.Version}: it was edited or written by another format"], manifest.Name);
+        return space;
+    }
+
+    private static SpaceDefinition BuildUnchecked(SpaceManifest manifest, string modelRoot, SpaceLoadOptions options)
+    {
+        var (effective, plans) = Plan(manifest, options.Factors);
+        return new SpaceDefinition(effective, Path.GetFullPath(modelRoot), "sha256:" + new string('0', 64), plans, SpaceFiles.Empty, SpaceUse.Embed);
+    }
+
+    private static (SpaceManifest Effective, Dictionary<Modality, ModalityPlan> Plans) Plan(SpaceManifest manifest, FactorSelection factors)
     {
         var effective = manifest.Clone();
         var errors = new List<string>();
-        ApplyFactors(effective, factors ?? FactorSelection.None, errors);
-        if (errors.Count > 0) throw new SpaceValidationException(errors);
+        var choices = new List<SpaceChoiceError>();
+        ApplyFactors(effective, factors, errors, choices);
+        if (choices.Count > 0) throw new SpaceChoiceException(choices);
+        if (errors.Count > 0) throw new SpaceValidationException(errors, manifest.Name);
         var plans = Validate(effective, errors);
-        var root = Path.GetFullPath(modelRoot);
-        if (checkFiles && errors.Count == 0) CheckFiles(effective, root, errors);
-        if (errors.Count > 0) throw new SpaceValidationException(errors);
-        return new SpaceDefinition(effective, root, checkFiles ? Digest(effective, root) : "sha256:" + new string('0', 64), plans);
+        if (errors.Count > 0) throw new SpaceValidationException(errors, manifest.Name);
+        return (effective, plans);
     }
 
-    private static void ApplyFactors(SpaceManifest m, FactorSelection selection, List<string> errors)
+    private static void ApplyFactors(SpaceManifest m, FactorSelection selection, List<string> errors, List<SpaceChoiceError> choices)
     {
         if (selection.Preset is { } preset)
         {
             if (!m.Presets.TryGetValue(preset, out var byBond))
             {
-                errors.Add($"space '{m.Name}' has no preset '{preset}' (presets: {(m.Presets.Count == 0 ? "none" : string.Join(", ", m.Presets.Keys))})");
+                choices.Add(new SpaceChoiceError(SpaceChoice.Preset, preset,
+                    $"space '{m.Name}' has no preset '{preset}' (presets: {(m.Presets.Count == 0 ? "none" : string.Join(", ", m.Presets.Keys))})"));
                 return;
             }
+            // A preset's own entries are the manifest's: their mistakes are manifest errors.
             foreach (var (bondId, factors) in byBond)
                 foreach (var (modality, f) in factors)
-                    Set(m, new FactorOverride(bondId, modality, f), errors);
+                    if (Set(m, new FactorOverride(bondId, modality, f)) is { } error) errors.Add($"preset '{preset}': {error}");
         }
-        foreach (var o in selection.Overrides) Set(m, o, errors);
+        foreach (var o in selection.Overrides)
+        {
+            var text = o.ToString();
+            if (double.IsNaN(o.Factor) || o.Factor < 0 || o.Factor > 1)
+                choices.Add(new SpaceChoiceError(SpaceChoice.Factor, text, $"factor '{text}' is outside [0, 1]"));
+            else if (Set(m, o) is { } error)
+                choices.Add(new SpaceChoiceError(SpaceChoice.Factor, text, $"factor '{text}': {error}"));
+        }
     }
 
-    private static void Set(SpaceManifest m, FactorOverride o, List<string> errors)
+    private static string? Set(SpaceManifest m, FactorOverride o)
     {
         BondSpec? bond = o.Bond is null
             ? m.Bonds.LastOrDefault(b => b.Factors.ContainsKey(o.Modality))
             : m.Bonds.FirstOrDefault(b => b.Id == o.Bond);
         if (bond is null)
-        {
-            errors.Add(o.Bond is null
+            return o.Bond is null
                 ? $"no bond of space '{m.Name}' blends modality '{o.Modality}', so it has no factor to set"
-                : $"space '{m.Name}' has no bond '{o.Bond}' (bonds: {string.Join(", ", m.Bonds.Select(b => b.Id))})");
-            return;
-        }
+                : $"space '{m.Name}' has no bond '{o.Bond}' (bonds: {string.Join(", ", m.Bonds.Select(b => b.Id))})";
         if (!bond.Factors.ContainsKey(o.Modality))
-        {
-            errors.Add($"bond '{bond.Id}' does not blend modality '{o.Modality}' (it has factors for {string.Join(", ", bond.Factors.Keys)})");
-            return;
-        }
+            return $"bond '{bond.Id}' does not blend modality '{o.Modality}' (it has factors for {string.Join(", ", bond.Factors.Keys)})";
         bond.Factors[o.Modality] = o.Factor;
+        return null;
     }
 
     private static Dictionary<Modality, ModalityPlan> Validate(SpaceManifest m, List<string> errors)
@@ -203,65 +291,20 @@ public static class SpaceLoader
             .Concat(m.ProjectorSets.Values.SelectMany(s => s.Files))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 
-    private static void CheckFiles(SpaceManifest m, string root, List<string> errors)
-    {
-        foreach (var file in ReferencedFiles(m))
-        {
-            var path = Path.Combine(root, file);
-            if (!File.Exists(path)) errors.Add($"missing file '{file}' (looked for {path})");
-        }
-        if (errors.Count > 0) return;
-        foreach (var (name, set) in m.ProjectorSets)
-            foreach (var file in set.Files)
-                CheckSignature(Path.Combine(root, file), $"projector set '{name}' file '{file}'", set.InputDimension, set.OutputDimension, errors);
-        foreach (var (name, expert) in m.Experts)
-            foreach (var (modality, spec) in expert.Modalities)
-                CheckSignature(Path.Combine(root, spec.Model), $"expert '{name}' {modality} model '{spec.Model}'", null, expert.Dimension, errors);
-    }
-
-    private static void CheckSignature(string path, string what, int? inputDim, int outputDim, List<string> errors)
-    {
-        OnnxGraph graph;
-        try
-        {
-            graph = OnnxGraph.LoadSignature(path);
-        }
-        catch (InvalidDataException e)
-        {
-            errors.Add($"{what}: {e.Message}");
-            return;
-        }
-        var inputs = graph.RealInputs.ToList();
-        if (inputDim is { } id)
-        {
-            if (inputs.Count != 1) errors.Add($"{what}: a projector takes one input, the file has {inputs.Count}");
-            else if (inputs[0].Dims.Length != 2 || inputs[0].Dims[1] != id)
-                errors.Add($"{what}: input shape [{Dims(inputs[0].Dims)}] disagrees with the manifest's input dimension {id} (expected [batch,{id}])");
-        }
-        if (graph.Outputs.Count == 0) errors.Add($"{what}: the model has no output");
-        else if (graph.Outputs[0].Dims is { Length: > 0 } dims && dims[^1] > 0 && dims[^1] != outputDim)
-            errors.Add($"{what}: output shape [{Dims(dims)}] disagrees with the manifest's dimension {outputDim}");
-    }
-
-    private static string Dims(long[] dims) => string.Join(',', dims.Select(d => d < 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-
-    private static string Digest(SpaceManifest m, string root)
+    /// <summary>
+    /// <c>sha256:</c> over the canonical manifest and every covered file's digest in path order.
+    /// External weight files join the list only where a model has them, so a version of inline
+    /// models is what it always was.
+    /// </summary>
+    private static string Digest(SpaceManifest m, SpaceFiles files)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes("freebind-space/1\n" + m.ToCanonicalJson() + "\n"));
-        foreach (var file in ReferencedFiles(m))
-            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(file + "\n" + FileDigest(Path.Combine(root, file)) + "\n"));
+        foreach (var (file, digest) in files.Digests)
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(file + "\n" + digest + "\n"));
         return "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    /// <summary>SHA-256 of a file, cached by path, size and modification time.</summary>
-    public static string FileDigest(string path)
-    {
-        var info = new FileInfo(path);
-        return FileDigests.GetOrAdd((info.FullName, info.Length, info.LastWriteTimeUtc), _ =>
-        {
-            using var stream = File.OpenRead(path);
-            return Convert.ToHexStringLower(SHA256.HashData(stream));
-        });
-    }
+    /// <summary>SHA-256 of a file (lower-case hex), cached in this process while the file is unchanged.</summary>
+    public static string FileDigest(string path) => FileDigestCache.InProcess.Digest(path);
 }

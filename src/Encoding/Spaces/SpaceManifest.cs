@@ -109,10 +109,3 @@ public sealed class BondSpec
     /// <summary>Modality → fusion factor f in [0,1] for the modalities this bond blends.</summary>
     public SortedDictionary<string, double> Factors { get; set; } = [];
 }
-
-/// <summary>All problems found in a manifest, each a precise sentence.</summary>
-public sealed class SpaceValidationException(IReadOnlyList<string> errors)
-    : Exception("invalid space manifest:\n  - " + string.Join("\n  - ", errors))
-{
-    public IReadOnlyList<string> Errors { get; } = errors;
-}

@@ -97,8 +97,9 @@ public sealed class EmbedParityTests(EngineFixture engine, ITestOutputHelper out
         var space = EngineFixture.Load("imagebind++");
         var atoms = new Dictionary<string, float[]> { ["imagebind"] = new float[1024], ["clap-general"] = new float[512], ["clap-music"] = new float[512] };
         atoms["clap-music"][7] = float.PositiveInfinity;
-        var error = await Assert.ThrowsAsync<ModelOutputException>(() => engine.Fusion.FuseAsync(space, Modality.Audio, atoms));
-        Assert.Contains("clap-music", error.Message);
+        // An atom is fusion's input: the error names it and its element, and blames no model.
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => engine.Fusion.FuseAsync(space, Modality.Audio, atoms));
+        Assert.Equal("atom 'clap-music' (audio) element 7 is Infinity: atoms must be finite", error.Message);
     }
 
     /// <summary>The reference's model-ready tensors for one expert and modality, split per item.</summary>

@@ -22,7 +22,6 @@ public sealed class ExecutionProviderTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("auto", "CUDA")]
     [InlineData("cuda", "CUDA")]
     [InlineData("tensorrt", "TensorRT")]
     public void Gpu_provider_is_used_when_present_and_falls_back_to_cpu_with_one_line_when_not(string configured, string gpu)
@@ -74,6 +73,21 @@ public sealed class ExecutionProviderTests(ITestOutputHelper output)
         {
             env.EnvLogLevel = level;
         }
+    }
+
+    [Fact]
+    public void Auto_on_a_machine_without_cuda_says_cpu_once_as_information()
+    {
+        var logger = new ListLogger<SessionFactory>();
+        var factory = new SessionFactory(new OnnxOptions { ExecutionProvider = "auto" }, logger);
+        var model = TestPaths.Data("models", "encoders", "imagebind", "vision.onnx");
+        for (var i = 0; i < 3; i++)
+            using (factory.Create(model)) { }
+        Assert.Equal("CPU", factory.ActiveProvider);
+        var line = Assert.Single(logger.Lines);
+        Assert.Equal(LogLevel.Information, line.Level);
+        Assert.Contains("ONNX Runtime execution provider: CPU (Onnx:ExecutionProvider=auto found no usable CUDA", line.Message);
+        Assert.Contains("set it to cpu", line.Message);
     }
 
     [Fact]

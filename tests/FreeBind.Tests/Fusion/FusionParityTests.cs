@@ -54,8 +54,9 @@ public sealed class FusionParityTests(EngineFixture engine, ITestOutputHelper ou
         var outputPath = Path.GetTempFileName();
         try
         {
-            var rejected = await FuseCommand.RunAsync(engine.Fusion, space, TestPaths.Data("fusion", variant, "atoms.jsonl"), outputPath, CancellationToken.None);
-            Assert.Equal(0, rejected);
+            var run = await FuseCommand.RunAsync(engine.Fusion, [(space, null)], TestPaths.Data("fusion", variant, "atoms.jsonl"), outputPath, CancellationToken.None);
+            Assert.Equal(0, run.Rejected);
+            Assert.Equal(run.Lines, run.Vectors);
             var expected = Jsonl.Vectors(ExpectedPath(s));
             var actual = Jsonl.Vectors(outputPath);
             Assert.Equal(expected.Count, actual.Count);
@@ -79,7 +80,7 @@ public sealed class FusionParityTests(EngineFixture engine, ITestOutputHelper ou
         var expected = Jsonl.Vectors(ExpectedPath(s));
         // One item per modality, each fused alone: the micro-batcher runs batches of one.
         var firstPerModality = File.ReadLines(TestPaths.Data("fusion", variant, "atoms.jsonl"))
-            .Select(FuseCommand.ParseAtoms).GroupBy(a => a.Modality).Select(g => g.First());
+            .Select(AtomLine.Parse).GroupBy(a => a.Modality).Select(g => g.First());
         foreach (var (id, modality, atoms) in firstPerModality)
         {
             var vector = await engine.Fusion.FuseAsync(space, modality, atoms);

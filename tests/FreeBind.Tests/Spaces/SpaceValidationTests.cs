@@ -11,6 +11,10 @@ public sealed class SpaceValidationTests
     private static string Errors(SpaceManifest manifest, string? root = null, FactorSelection? factors = null) =>
         string.Join("\n", Assert.Throws<SpaceValidationException>(() => SpaceLoader.Build(manifest, root ?? TestPaths.Data("models"), factors)).Errors);
 
+    /// <summary>Mistakes in what the caller chose (not in the manifest): the part and value, and one message each.</summary>
+    private static SpaceChoiceError Choice(SpaceManifest manifest, FactorSelection factors) =>
+        Assert.Single(Assert.Throws<SpaceChoiceException>(() => SpaceLoader.Build(manifest, TestPaths.Data("models"), factors)).Errors);
+
     [Theory]
     [InlineData("imagebind")]
     [InlineData("imagebind++")]
@@ -88,8 +92,10 @@ public sealed class SpaceValidationTests
         var m = Manifest("internvl-ib++");
         m.Bonds[0].Factors["image"] = 1.5;
         Assert.Contains("bond 'internvl' image: factor 1.5 is outside [0,1]", Errors(m));
-        Assert.Contains("bond 'clap' audio: factor -0.1 is outside [0,1]",
-            Errors(Manifest("internvl-ib++"), factors: FactorSelection.Parse(null, ["clap.audio=-0.1"])));
+        // The same mistake on the command line is the caller's, and says so.
+        Assert.Equal(new SpaceChoiceError(SpaceChoice.Factor, "clap.audio=-0.1", "factor 'clap.audio=-0.1' is outside [0, 1]"),
+            Choice(Manifest("internvl-ib++"), FactorSelection.Parse(null, ["clap.audio=-0.1"])));
+        Assert.Equal(SpaceChoice.Factor, Choice(Manifest("internvl-ib++"), FactorSelection.Parse(null, ["text=NaN"])).Part);
     }
 
     [Fact]
@@ -114,10 +120,14 @@ public sealed class SpaceValidationTests
     [Fact]
     public void Unknown_preset_bond_and_profile_are_named()
     {
-        Assert.Contains("space 'internvl-ib' has no preset 'versatile' (presets: none)",
-            Errors(Manifest("internvl-ib"), factors: new FactorSelection("versatile", [])));
-        Assert.Contains("space 'imagebind++' has no bond 'vlc' (bonds: clap)",
-            Errors(Manifest("imagebind++"), factors: FactorSelection.Parse(null, ["vlc.image=0.2"])));
+        Assert.Equal(new SpaceChoiceError(SpaceChoice.Preset, "versatile", "space 'internvl-ib' has no preset 'versatile' (presets: none)"),
+            Choice(Manifest("internvl-ib"), new FactorSelection("versatile", [])));
+        Assert.Equal(new SpaceChoiceError(SpaceChoice.Factor, "vlc.image=0.2", "factor 'vlc.image=0.2': space 'imagebind++' has no bond 'vlc' (bonds: clap)"),
+            Choice(Manifest("imagebind++"), FactorSelection.Parse(null, ["vlc.image=0.2"])));
+        // A preset the manifest itself gets wrong is the manifest's error.
+        var broken = Manifest("imagebind++");
+        broken.Presets["versatile"]["vlc"] = new() { ["image"] = 0.2 };
+        Assert.Contains("preset 'versatile': space 'imagebind++' has no bond 'vlc' (bonds: clap)", Errors(broken, factors: new FactorSelection("versatile", [])));
         var m = Manifest("imagebind");
         m.Experts["imagebind"].Modalities["image"].Profile = "imagebind-visoin";
         Assert.Contains("expert 'imagebind' image: unknown preprocessing profile 'imagebind-visoin'", Errors(m));
