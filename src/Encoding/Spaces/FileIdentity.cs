@@ -22,7 +22,7 @@ internal readonly partial record struct FileIdentity(ulong Device, ulong Inode, 
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            return null; // a libc without statx (glibc < 2.28): digests are cached in-process only
+            return null; // not glibc, or one without statx (< 2.28): digests are cached in-process only
         }
         if (rc != 0) return null;
         // struct statx (linux/stat.h) has the same layout on every architecture.
@@ -46,6 +46,6 @@ internal readonly partial record struct FileIdentity(ulong Device, ulong Inode, 
     private const uint StatxBasicStats = 0x7FF;
     private const uint StatxMtime = 0x40, StatxCtime = 0x80, StatxIno = 0x100, StatxSize = 0x200;
 
-    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport("libc.so.6", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Statx(int dirfd, string path, int flags, uint mask, ref byte buffer);
 }
