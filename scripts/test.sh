@@ -24,7 +24,6 @@ $PY tools/reference/make_tokenizers.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/preprocess_image_text.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/preprocess_audio.py --out "$FREEBIND_TESTDATA"
 $PY tools/reference/expected_standin.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA"
-$PY tools/reference/make_edge_models.py --models "$FREEBIND_TESTDATA/models" --out "$FREEBIND_TESTDATA/edge"
 
 step "export tool (tools/export/tests: random-weight upstream checkpoints → ONNX → the product)"
 pylog=$(mktemp)

@@ -8,13 +8,46 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace FreeBind.Tests.Spaces;
 
 /// <summary>
+/// The pitfall files, written by onnx itself from the stand-in encoders (tools/reference/make_edge_models.py)
+/// into a folder of this test run: a few hundred kB, about a second.
+/// </summary>
+public sealed class EdgeModels : IAsyncLifetime
+{
+    public string Folder { get; } = Directory.CreateTempSubdirectory("freebind-edge-").FullName;
+
+    public string File(params string[] parts) => Path.Combine([Folder, .. parts]);
+
+    public async Task InitializeAsync()
+    {
+        var script = Path.Combine(TestPaths.RepoRoot, "tools", "reference", "make_edge_models.py");
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", [script, "--models", EngineFixture.Models, "--out", Folder])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("cannot start /usr/bin/python3");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"make_edge_models.py exited {process.ExitCode} (scripts/install-deps.sh installs python3-onnx): {stderr}{await stdout}");
+    }
+
+    public Task DisposeAsync()
+    {
+        Directory.Delete(Folder, recursive: true);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
 /// Two export pitfalls of real models (issue 10): weights in an external <c>.onnx.data</c> file
 /// (models over 2 GB) are part of the version and must be there whole; an encoder whose file
 /// leaves its output width symbolic gets the width checked by running it. The files are written
 /// by onnx itself (tools/reference/make_edge_models.py).
 /// </summary>
 [Collection(EngineCollection.Name)]
-public sealed class ExportPitfallTests(EngineFixture engine) : IDisposable
+public sealed class ExportPitfallTests(EngineFixture engine, EdgeModels edge) : IClassFixture<EdgeModels>, IDisposable
 {
     private const string Vision = "encoders/imagebind/vision.onnx";
     private readonly string _root = Directory.CreateTempSubdirectory("freebind-export-").FullName;
@@ -36,7 +69,7 @@ public sealed class ExportPitfallTests(EngineFixture engine) : IDisposable
         return _root;
     }
 
-    private static string External(string name) => TestPaths.Data("edge", "external", name);
+    private string External(string name) => edge.File("external", name);
 
     [Fact]
     public async Task External_weights_are_loaded_and_covered_by_the_version_and_the_atom_digest()
@@ -95,7 +128,7 @@ public sealed class ExportPitfallTests(EngineFixture engine) : IDisposable
     [Fact]
     public async Task Validate_measures_a_symbolic_output_width_by_running_the_encoder()
     {
-        var root = Root(TestPaths.Data("edge", "symbolic", "vision.onnx"));
+        var root = Root(edge.File("symbolic", "vision.onnx"));
         var ok = await CliRun.RunAsync("spaces", "validate", "--space", EngineFixture.Manifest("imagebind"), "--models", root);
         Assert.True(ok.Code == 0, ok.Out + ok.Error);
         Assert.StartsWith("ok    imagebind  sha256:", ok.Out);
@@ -105,7 +138,7 @@ public sealed class ExportPitfallTests(EngineFixture engine) : IDisposable
     public async Task A_symbolic_width_that_disagrees_with_the_manifest_is_found_by_validate_and_at_load()
     {
         // InternVL-C's 768-d vision encoder where the manifest says 1024, its width left open in the file.
-        var root = Root(TestPaths.Data("edge", "symbolic", "narrow.onnx"));
+        var root = Root(edge.File("symbolic", "narrow.onnx"));
         var (code, stdout, _) = await CliRun.RunAsync("spaces", "validate", "--space", EngineFixture.Manifest("imagebind"), "--models", root);
         Assert.Equal(1, code);
         Assert.Contains($"      - expert 'imagebind' image model '{Vision}': output width 768 (measured by running the model once; the file leaves it symbolic) disagrees with the manifest's dimension 1024", stdout);
