@@ -1,5 +1,6 @@
 using FreeBind.Consumers.Contracts.Reembedding;
 using FreeBind.Persistence.Sagas;
+using FreeBind.Persistence.Spaces;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -8,12 +9,15 @@ using Microsoft.Extensions.Options;
 namespace FreeBind.Consumers.Reembedding;
 
 /// <summary>
-/// Nudges runs that have waited longer than Reembedding:WatchdogInterval: the command they wait for
-/// may have been lost when a process died between storing the state and publishing it, so the
-/// saga re-issues it (every step is idempotent). Runs in each saga host; duplicates are harmless.
+/// Every Reembedding:WatchdogInterval: nudges runs that have waited longer than that (the command
+/// they wait for may have been lost when a process died between storing the state and publishing
+/// it, so the saga re-issues it; every step is idempotent), and drops retired versions whose
+/// retention (SpaceVersions:Retention, default 7 days) has ended. Runs in each saga host; the
+/// database is the schedule's memory, so a restart misses nothing and two hosts do no harm.
 /// </summary>
 public sealed partial class ReembeddingWatchdog(
-    SagaStore<ReembeddingRun> runs, IBus bus, IOptions<ReembeddingOptions> options, ILogger<ReembeddingWatchdog> logger) : BackgroundService
+    SagaStore<ReembeddingRun> runs, SpaceVersionLifecycle lifecycle, IBus bus, IOptions<ReembeddingOptions> options, ILogger<ReembeddingWatchdog> logger)
+    : BackgroundService
 {
     private static readonly string[] Waiting = ["Planning", "Backfilling", "Verifying", "Activating", "Cancelling", "Failing", "RollingBack"];
 
@@ -32,6 +36,8 @@ public sealed partial class ReembeddingWatchdog(
                         LogNudge(logger, run.CorrelationId, run.CurrentState);
                         await bus.Publish(new ReembeddingTick(run.CorrelationId), stoppingToken);
                     }
+                foreach (var dropped in await lifecycle.DropExpiredAsync(stoppingToken))
+                    LogDropped(logger, dropped.Key);
             }
             catch (Exception e) when (e is Npgsql.NpgsqlException or MassTransitException or TimeoutException && !stoppingToken.IsCancellationRequested)
             {
@@ -43,6 +49,9 @@ public sealed partial class ReembeddingWatchdog(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} waited in {State} longer than the watchdog interval; nudging it")]
     private static partial void LogNudge(ILogger logger, Guid runId, string state);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Retention of {Version} ended: its table is dropped (a rollback to it is no longer possible)")]
+    private static partial void LogDropped(ILogger logger, string version);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Watchdog could not check the runs: {Reason}")]
     private static partial void LogUnavailable(ILogger logger, string reason);
