@@ -1,6 +1,7 @@
 using FreeBind.Consumers.Contracts.Reembedding;
 using FreeBind.Consumers.Hosting;
 using FreeBind.Consumers.Reembedding;
+using FreeBind.Persistence;
 using FreeBind.Persistence.Sagas;
 using FreeBind.Tests.Persistence;
 using FreeBind.Tests.Services;
@@ -50,8 +51,10 @@ public sealed class ReembeddingRabbitMqTests(MigratedDatabase database, RabbitMq
             ["Reembedding:BatchSize"] = "5",
             ["Reembedding:WindowBatches"] = "8",
             ["Reembedding:WatchdogInterval"] = "00:00:02",
+            ["Persistence:ConnectionString"] = database.Db.ConnectionString,
+            ["Cache:Enabled"] = "false",
         });
-        builder.Services.AddSingleton(database.Db.DataSource);
+        builder.AddPersistence();
         if (workers is not null) builder.Services.AddSingleton(workers);
         builder.AddReembedding(roles, x =>
         {
