@@ -47,8 +47,8 @@ public sealed record BackfillRow(
     string MediaId, string Modality, string Sha256, ReadOnlyMemory<float> Embedding, IReadOnlyList<Atom> Atoms, IReadOnlyList<TagScore> Tags);
 
 /// <summary>What a backfill write did. Every row is accounted for: Written + AlreadyPresent + Superseded = rows.</summary>
-/// <param name="Written">Rows inserted into the new version.</param>
-/// <param name="AlreadyPresent">Rows the new version already had (a live dual-write, or an earlier delivery of this batch): kept.</param>
+/// <param name="Written">Rows inserted into the new version, or replacing a row computed from the item's older content.</param>
+/// <param name="AlreadyPresent">Rows the new version already had for the item's current content (a live dual-write, or an earlier delivery of this batch): kept.</param>
 /// <param name="Superseded">Items whose content changed or that were deleted since the batch read them: skipped, the live path owns them.</param>
 public readonly record struct BackfillWriteResult(int Written, int AlreadyPresent, int Superseded);
 

@@ -71,10 +71,11 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Up to <paramref name="limit"/> live items of the served modalities that have no row in
-    /// <paramref name="version"/> yet (and no failure listed for <paramref name="runId"/>), after
-    /// <paramref name="after"/>: the catch-up pass before the verify gate, for items whose content
-    /// changed under a batch while a worker did not yet write the new version.
+    /// Up to <paramref name="limit"/> live items of the served modalities that have no row of their
+    /// current content in <paramref name="version"/> (none, or one computed from older content), and
+    /// no failure listed for <paramref name="runId"/>, after <paramref name="after"/>: the catch-up pass
+    /// before the verify gate, for items whose content changed while a worker did not yet write the
+    /// new version.
     /// </summary>
     /// <param name="version">The version being built.</param>
     /// <param name="modalities">The modalities it serves.</param>
@@ -95,7 +96,8 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
         {
             return await ReadAsync($"""
                 ($1::text IS NULL OR m.id > $1) AND m.modality = ANY($2)
-                AND NOT EXISTS (SELECT 1 FROM {SpaceVersionRows.Quote(version.TableName)} e WHERE e.media_id = m.id)
+                AND NOT EXISTS (SELECT 1 FROM {SpaceVersionRows.Quote(version.TableName)} e
+                                WHERE e.media_id = m.id AND (e.content_sha256 IS NULL OR e.content_sha256 = m.sha256))
                 AND NOT EXISTS (SELECT 1 FROM reembed_failures f WHERE f.run_id = $3 AND f.media_id = m.id)
                 """, [Text(after), modalities.ToArray(), new NpgsqlParameter { Value = (object?)runId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Uuid }],
                 limit, atoms, withContent, cancellationToken);

@@ -20,8 +20,10 @@ namespace FreeBind.Persistence.Reembedding;
 /// batch read, checked under <c>FOR SHARE</c>: a live upsert or delete in flight makes the batch wait
 /// for it and then re-check (so it skips X), and one that comes later waits for the batch and then
 /// overwrites its row with the newer vector;</item>
-/// <item><c>ON CONFLICT DO NOTHING</c>: a row already in the building version (a live dual-write, or an
-/// earlier delivery of the same batch) is never replaced by a backfill.</item>
+/// <item>a row already in the building version that describes the item's current content (a live
+/// dual-write, or an earlier delivery of the same batch) is never replaced by a backfill. Only a row
+/// computed from older content is (its <c>content_sha256</c>, migration 5, differs): one a backfill
+/// wrote before a worker that had not yet seen the building version changed the item.</item>
 /// </list>
 /// Rows are locked in media-id order, as the live writer locks them, so the two never deadlock.
 /// </remarks>
@@ -29,7 +31,8 @@ public sealed class BackfillWriter(NpgsqlDataSource dataSource, ILogger<Backfill
 {
     /// <summary>
     /// Inserts the rows (with their new atoms and tags) into <paramref name="version"/>'s table where the
-    /// item still has the content the batch read and the version has no row for it yet. Idempotent.
+    /// item still has the content the batch read and the version has no row of that content yet
+    /// (a row of older content is replaced). Idempotent.
     /// </summary>
     /// <param name="version">The version being built.</param>
     /// <param name="rows">The batch; a later row with the same media id wins.</param>
@@ -54,9 +57,10 @@ public sealed class BackfillWriter(NpgsqlDataSource dataSource, ILogger<Backfill
                 ORDER BY b.media_id COLLATE "C"
                 FOR SHARE OF m
             ), written AS (
-                INSERT INTO {SpaceVersionRows.Quote(version.TableName)} (media_id, embedding)
+                INSERT INTO {SpaceVersionRows.Quote(version.TableName)} AS t (media_id, embedding)
                 SELECT media_id, embedding FROM live
-                ON CONFLICT (media_id) DO NOTHING
+                ON CONFLICT (media_id) DO UPDATE SET embedding = excluded.embedding, updated_at = now()
+                WHERE t.content_sha256 <> excluded.content_sha256
                 RETURNING media_id
             ), new_atoms AS (
                 INSERT INTO atoms (media_id, expert, model_digest, embedding)
@@ -66,15 +70,23 @@ public sealed class BackfillWriter(NpgsqlDataSource dataSource, ILogger<Backfill
                 ON CONFLICT (media_id, expert, model_digest) DO NOTHING
                 RETURNING 1
             ), new_tags AS (
-                INSERT INTO media_tags (media_id, space_version_id, vocabulary_id, label, score)
+                INSERT INTO media_tags AS mt (media_id, space_version_id, vocabulary_id, label, score)
                 SELECT t.media_id, @version, t.vocabulary_id, t.label, t.score
                 FROM unnest(@t_media::text[], @t_vocab::bigint[], @t_label::text[], @t_score::real[]) AS t(media_id, vocabulary_id, label, score)
                 WHERE t.media_id IN (SELECT media_id FROM written)
-                ON CONFLICT (media_id, space_version_id, vocabulary_id, label) DO NOTHING
+                ON CONFLICT (media_id, space_version_id, vocabulary_id, label) DO UPDATE SET score = excluded.score
+                WHERE mt.score IS DISTINCT FROM excluded.score
+                RETURNING 1
+            ), stale_tags AS (
+                -- A replaced row's tags from its older content (disjoint from the rows inserted above).
+                DELETE FROM media_tags mt
+                WHERE mt.space_version_id = @version AND mt.media_id IN (SELECT media_id FROM written)
+                  AND NOT EXISTS (SELECT 1 FROM unnest(@t_media::text[], @t_vocab::bigint[], @t_label::text[]) AS n(media_id, vocabulary_id, label)
+                                  WHERE n.media_id = mt.media_id AND n.vocabulary_id = mt.vocabulary_id AND n.label = mt.label)
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM live)::int, (SELECT count(*) FROM written)::int,
-                   (SELECT count(*) FROM new_atoms)::int + (SELECT count(*) FROM new_tags)::int
+                   (SELECT count(*) FROM new_atoms)::int + (SELECT count(*) FROM new_tags)::int + (SELECT count(*) FROM stale_tags)::int
             """);
         cmd.CommandTimeout = 0;
         var p = cmd.Parameters;

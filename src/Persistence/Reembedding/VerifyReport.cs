@@ -5,9 +5,9 @@ namespace FreeBind.Persistence.Reembedding;
 
 /// <summary>Does every live item of a served modality have a row in the new version or a listed failure?</summary>
 /// <param name="LiveItems">Items of the served modalities in <c>media</c> now.</param>
-/// <param name="Covered">Of those, items with a row in the new version.</param>
+/// <param name="Covered">Of those, items with a row of their current content in the new version.</param>
 /// <param name="Failed">Items without a row but with a failure listed for the run.</param>
-/// <param name="Missing">Items with neither: the gate fails while this is not zero.</param>
+/// <param name="Missing">Items with neither (no row, or one computed from older content): the gate fails while this is not zero.</param>
 /// <param name="MissingSample">Up to 20 missing media ids, to look into.</param>
 public sealed record CoverageReport(long LiveItems, long Covered, long Failed, long Missing, IReadOnlyList<string> MissingSample);
 

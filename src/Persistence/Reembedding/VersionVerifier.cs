@@ -45,7 +45,10 @@ public sealed class VersionVerifier(NpgsqlDataSource dataSource, VectorSearch se
         return new VerifyReport(runId, version.Id, baseline?.Id, coverage, recall, null, drift);
     }
 
-    /// <summary>Every live item of the served modalities: with a row in <paramref name="version"/>, with a listed failure of the run, or missing.</summary>
+    /// <summary>
+    /// Every live item of the served modalities: with a row of its current content in <paramref name="version"/>,
+    /// with a listed failure of the run, or missing (no row, or a row computed from older content).
+    /// </summary>
     /// <param name="runId">The run whose failures count as accounted for.</param>
     /// <param name="version">The version.</param>
     /// <param name="modalities">The modalities it serves.</param>
@@ -54,7 +57,8 @@ public sealed class VersionVerifier(NpgsqlDataSource dataSource, VectorSearch se
     {
         var from = $"""
             FROM media m
-            LEFT JOIN {SpaceVersionRows.Quote(version.TableName)} e ON e.media_id = m.id
+            LEFT JOIN {SpaceVersionRows.Quote(version.TableName)} e
+                ON e.media_id = m.id AND (e.content_sha256 IS NULL OR e.content_sha256 = m.sha256)
             LEFT JOIN reembed_failures f ON f.run_id = $2 AND f.media_id = m.id
             WHERE m.modality = ANY($1)
             """;

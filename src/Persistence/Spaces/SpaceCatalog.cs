@@ -74,11 +74,16 @@ public sealed class SpaceCatalog(NpgsqlDataSource dataSource, ILogger<SpaceCatal
         }
         if (created)
         {
+            // content_sha256: the digest of the content the vector was computed from, set by the
+            // trigger (migration 5), so a row left behind by a content change is found and replaced.
             await using (var cmd = new NpgsqlCommand($"""
                 CREATE TABLE {table} (
-                    media_id   text        PRIMARY KEY REFERENCES media (id) ON DELETE CASCADE,
-                    embedding  vector({dimension}) NOT NULL,
-                    updated_at timestamptz NOT NULL DEFAULT now())
+                    media_id       text        PRIMARY KEY REFERENCES media (id) ON DELETE CASCADE,
+                    embedding      vector({dimension}) NOT NULL,
+                    updated_at     timestamptz NOT NULL DEFAULT now(),
+                    content_sha256 text);
+                CREATE TRIGGER embedding_content BEFORE INSERT OR UPDATE OF embedding ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION freebind_embedding_content();
                 """, connection, tx))
                 await cmd.ExecuteNonQueryAsync(cancellationToken);
             if (createIndex)

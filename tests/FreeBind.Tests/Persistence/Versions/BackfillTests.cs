@@ -165,6 +165,34 @@ public sealed class BackfillTests
     }
 
     [Fact]
+    public async Task A_row_left_behind_by_a_worker_that_had_not_seen_the_new_version_is_found_stale_and_replaced()
+    {
+        await using var s = await SetUpAsync();
+        var read = await ReadAllAsync(s.Db);
+        await Writer(s.Db.DataSource).WriteAsync(s.Building, Rows(read));
+        // After the backfill wrote m003 from its first content, a worker that does not know the new
+        // version yet changes it and writes the active version only.
+        await LiveUpsertAsync(s.Db, Item(3, content: "-v2"), s.Active);
+        var run = Guid.NewGuid();
+        var verifier = new VersionVerifier(s.Db.DataSource, s.Db.Search());
+
+        var coverage = await verifier.CoverageAsync(run, s.Building, Served);
+        var stale = await new BackfillReader(s.Db.DataSource).ReadMissingAsync(s.Building, Served, run, null, 100, null);
+        var redelivered = await Writer(s.Db.DataSource).WriteAsync(s.Building, Rows(read));
+        var catchUp = await Writer(s.Db.DataSource).WriteAsync(s.Building, Rows(stale));
+
+        Assert.Equal(1, coverage.Missing);
+        Assert.Equal(["m003"], coverage.MissingSample);
+        var item = Assert.Single(stale);
+        Assert.Equal(TestData.Sha256("m003-v2"), item.Sha256);
+        Assert.Equal(new BackfillWriteResult(0, read.Count - 1, 1), redelivered);
+        Assert.Equal(new BackfillWriteResult(1, 0, 0), catchUp);
+        Assert.Equal(Fused(item), await VectorAsync(s.Db, s.Building, "m003"));
+        Assert.Equal(item.Sha256, await s.Db.ScalarAsync<string>($"SELECT content_sha256 FROM \"{s.Building.TableName}\" WHERE media_id = 'm003'"));
+        Assert.Equal(0, (await verifier.CoverageAsync(run, s.Building, Served)).Missing);
+    }
+
+    [Fact]
     public async Task A_live_update_in_flight_makes_the_backfill_wait_then_skip_the_item()
     {
         await using var s = await SetUpAsync();
@@ -333,5 +361,69 @@ public sealed class BackfillTests
         Assert.Empty(read[1].Atoms);
         Assert.True(read[1].Retrievable);
         Assert.Equal(new byte[] { 1, 2 }, read[2].Content!.Value.ToArray());
+    }
+
+    /// <summary>
+    /// Both writers at once, in no controlled order: live upserts (new content, replays, new ids),
+    /// deletes, and upserts from a worker that does not yet know the new version, while a backfill
+    /// walks every range. After the catch-up read, the new version holds exactly one row per live
+    /// item, each the vector of the item's current content.
+    /// </summary>
+    [Fact]
+    public async Task Live_writes_racing_a_whole_backfill_leave_the_new_version_exactly_right()
+    {
+        await using var s = await SetUpAsync(count: 300);
+        static float[] Of(string sha) => TestData.Vector(sha.GetHashCode(StringComparison.Ordinal), Dim);
+        EmbeddedItem Live(int i, int generation) =>
+            Item(i, content: generation == 0 ? "" : $"-g{generation}") is var item ? item with { Embedding = Of(item.Media.Sha256) } : null!;
+        var backfillRows = Rows(await ReadAllAsync(s.Db));
+        Assert.All(backfillRows, r => Assert.Equal(Of(r.Sha256), r.Embedding.ToArray()));
+
+        var live = Task.Run(async () =>
+        {
+            var random = new Random(11);
+            for (var op = 0; op < 400; op++)
+            {
+                var i = random.Next(360); // ids 300–359 are new items
+                var roll = random.Next(10);
+                if (roll < 2) await s.Db.Store().DeleteAsync([$"m{i:D3}"]);
+                else if (roll < 3) await LiveUpsertAsync(s.Db, Live(i, op), s.Active); // a worker that has not seen the new version yet
+                else if (roll < 4) await LiveUpsertAsync(s.Db, Live(i, 0), s.Active, s.Building); // the original content again
+                else await LiveUpsertAsync(s.Db, Live(i, op), s.Active, s.Building);
+            }
+        });
+        var backfill = Task.Run(async () =>
+        {
+            var reader = new BackfillReader(s.Db.DataSource);
+            for (var range = await reader.NextRangeAsync(Served, null, 20); range is not null; range = await reader.NextRangeAsync(Served, range.Last, 20))
+            {
+                var batch = await reader.ReadAsync(range, Served, []);
+                await Task.Delay(5); // the fusion
+                await Writer(s.Db.DataSource).WriteAsync(s.Building, batch.Select(b => new BackfillRow(b.MediaId, b.Modality, b.Sha256, Of(b.Sha256), [], [])).ToList());
+            }
+        });
+        await Task.WhenAll(live, backfill);
+        // The catch-up pass, once: nothing writes meanwhile, so one pass must leave nothing behind.
+        var missing = await new BackfillReader(s.Db.DataSource).ReadMissingAsync(s.Building, Served, null, null, 1000, []);
+        var caughtUp = await Writer(s.Db.DataSource).WriteAsync(s.Building, missing.Select(b => new BackfillRow(b.MediaId, b.Modality, b.Sha256, Of(b.Sha256), [], [])).ToList());
+        Assert.Equal(missing.Count, caughtUp.Written);
+        Assert.Empty(await new BackfillReader(s.Db.DataSource).ReadMissingAsync(s.Building, Served, null, null, 1000, []));
+
+        var expected = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using (var cmd = s.Db.DataSource.CreateCommand("SELECT id, sha256 FROM media WHERE modality = ANY($1)"))
+        {
+            cmd.Parameters.Add(new() { Value = Served });
+            await using var reader = await cmd.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) expected[reader.GetString(0)] = reader.GetString(1);
+        }
+        var stored = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        await using (var cmd = s.Db.DataSource.CreateCommand($"SELECT e.media_id, e.embedding FROM \"{s.Building.TableName}\" e JOIN media m ON m.id = e.media_id WHERE m.modality = ANY($1)"))
+        {
+            cmd.Parameters.Add(new() { Value = Served });
+            await using var reader = await cmd.ExecuteReaderAsync();
+            while (await reader.ReadAsync()) stored[reader.GetString(0)] = reader.GetFieldValue<Vector>(1).ToArray();
+        }
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), stored.Keys.Order(StringComparer.Ordinal));
+        Assert.All(expected, e => Assert.Equal(Of(e.Value), stored[e.Key]));
     }
 }
