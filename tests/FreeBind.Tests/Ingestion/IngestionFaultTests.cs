@@ -103,27 +103,37 @@ public sealed class IngestionFaultTests(ITestOutputHelper output)
     public async Task A_worker_killed_with_work_in_flight_loses_nothing_and_its_redeliveries_are_absorbed()
     {
         await using var h = await IngestionHarness.StartAsync();
-        // Slow writes keep Ingestion:MaxInFlight messages consumed and not yet durable the whole time.
-        await h.InstallWriteAuditAsync(slowRows: TimeSpan.FromMilliseconds(30));
-        // Offsets are committed every 3 s: by the kill, a worker storing offsets at consume time has
-        // committed in-flight messages (lost after the restart), and a correct one has durable
-        // messages whose offsets are not committed yet (delivered again after the restart).
-        var settings = new Dictionary<string, string?> { ["Kafka:Consumer:auto.commit.interval.ms"] = "3000" };
+        // Slow writes in small batches: Ingestion:MaxInFlight messages stay consumed and not yet
+        // durable the whole time, while durable ones follow each other steadily (~20 a second).
+        await h.InstallWriteAuditAsync(slowRows: TimeSpan.FromMilliseconds(100));
+        var settings = new Dictionary<string, string?>
+        {
+            ["Kafka:Consumer:auto.commit.interval.ms"] = "3000",
+            ["Ingestion:WriteBatch"] = "8",
+            // Consumption stays 60–64 messages ahead of durability (~3 s of writes), never draining to the resume mark.
+            ["Ingestion:MaxInFlight"] = "64",
+            ["Ingestion:ResumeInFlight"] = "60",
+        };
         var first = h.StartWorkerProcess("w1", settings);
-        await h.ProduceAsync(Texts(0, 600));
-        await h.WaitForRowsAsync(40, TimeSpan.FromMinutes(2));
-        var written = Stopwatch.StartNew();
-        // At least one commit interval with work in flight (a wait for time to pass, not for a state).
-        await Task.Delay(TimeSpan.FromSeconds(4));
+        await h.ProduceAsync(Texts(0, 300));
+        await h.WaitForRowsAsync(20, TimeSpan.FromMinutes(2));
+        // Kill halfway between two commits: a worker that stores offsets at consume time has just
+        // committed messages that are not durable by the kill (lost after the restart); a correct
+        // one has made messages durable since that commit (delivered again after the restart).
+        var committed = h.CommittedOffsets();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (h.CommittedOffsets() == committed && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(h.CommittedOffsets() > committed, "the worker committed no offsets");
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // half the commit interval: a point in time, not a state to wait for
         first.Kill(entireProcessTree: true); // SIGKILL: no drain, no commit
         await first.WaitForExitAsync();
         var rowsAtKill = await h.RowCountAsync();
-        output.WriteLine($"killed after {rowsAtKill} rows, {written.Elapsed.TotalSeconds:F1} s after the first 40");
-        Assert.True(rowsAtKill < 600, "the worker finished before it could be killed with work in flight; slow the writes");
+        output.WriteLine($"killed after {rowsAtKill} rows, committed offsets {h.CommittedOffsets()}");
+        Assert.True(rowsAtKill < 300, "the worker finished before it could be killed with work in flight; slow the writes");
 
         h.StartWorkerProcess("w2", settings);
-        await h.WaitForRowsAsync(600, TimeSpan.FromMinutes(3));
-        await h.AssertExactlyOnceAsync(Ids(0, 600));
+        await h.WaitForRowsAsync(300, TimeSpan.FromMinutes(3));
+        await h.AssertExactlyOnceAsync(Ids(0, 300));
         var redelivered = await h.RedeliveredAsync();
         output.WriteLine($"{redelivered.Count} messages were delivered again after the restart and absorbed");
         Assert.True(redelivered.Count > 0, "no message was delivered twice: the kill did not hit durable work with uncommitted offsets");

@@ -180,6 +180,14 @@ public sealed class IngestionHarness : IAsyncDisposable
         Assert.True(rewritten.Count == 0, $"{rewritten.Count} media rows were written more than once, e.g. {string.Join(", ", rewritten.Take(5))}");
     }
 
+    /// <summary>The sum of the group's committed offsets over the event topic's partitions (an OffsetFetch, without joining the group).</summary>
+    public long CommittedOffsets()
+    {
+        using var reader = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = Cluster.BootstrapServers, GroupId = Group }).Build();
+        var committed = reader.Committed(Enumerable.Range(0, Partitions).Select(p => new TopicPartition(Topic, p)), TimeSpan.FromSeconds(10));
+        return committed.Sum(c => Math.Max(0, c.Offset.Value));
+    }
+
     /// <summary>Ids whose row was proposed more than once (a redelivery absorbed by the idempotent upsert).</summary>
     public Task<List<string>> RedeliveredAsync() =>
         Database.ListAsync<string>("SELECT media_id FROM test_write_audit WHERE kind = 'attempt' GROUP BY media_id HAVING count(*) > 1");
