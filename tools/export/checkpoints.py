@@ -116,6 +116,16 @@ class StateDict(Mapping[str, torch.Tensor]):
         if isinstance(self._tensors, _Shards):
             self._tensors.release()
 
+    def forget(self, prefix: str = "") -> None:
+        """Drops this view's keys under `prefix` from the checkpoint (every view sees it), so that
+        weights an exported module no longer needs are freed with it."""
+        full = self.prefix + prefix
+        if isinstance(self._tensors, _Shards):
+            return  # shards are released as a whole
+        for k in [k for k in self._keys if k.startswith(full)]:
+            self._tensors.pop(k, None)
+        self._keys[:] = [k for k in self._keys if not k.startswith(full)]
+
 
 def count_indexed(state: StateDict, prefix: str) -> int:
     """How many consecutive blocks `prefix0.`, `prefix1.`, … the keys hold (0 if none)."""
@@ -337,4 +347,7 @@ def load_exact(module: torch.nn.Module, state: StateDict, *, what: str, tolerate
             if src.is_floating_point() and key not in infinite_ok and not bool(torch.isfinite(src).all()):
                 raise CheckpointError(f"'{state.source}': {state.prefix}{key} holds NaN or infinite values: "
                                       f"the checkpoint is damaged")
-            dst.copy_(src.to(dst.dtype))
+            if src.dtype == dst.dtype and src.is_contiguous() and src.device == dst.device:
+                dst.data = src  # share, don't copy: a 2.4 GB trunk must not exist twice in memory
+            else:
+                dst.copy_(src.to(dst.dtype))

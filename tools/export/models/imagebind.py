@@ -299,6 +299,8 @@ def exports(source) -> Iterator[Export]:
         module = build(state, modality, WHAT)
         yield _export(module, modality, FILES[modality], shared.encoder(modality))
         del module
+        for kind in ("preprocessors", "trunks", "heads", "postprocessors"):
+            state.forget(f"modality_{kind}.{modality}.")  # the module shares them; both go together
 
 
 def finetuned_audio_exports(source, head_files: Sequence[str]) -> Iterator[Export]:
@@ -396,7 +398,7 @@ def _fill_random(module: nn.Module, rng: np.random.Generator) -> None:
                 v = np.log(rng.uniform(10, 100))
             elif t.dim() >= 2:
                 fan_in = int(np.prod(t.shape[1:]))
-                v = rng.normal(0, 1.0 / math.sqrt(fan_in), t.shape)
+                v = rng.standard_normal(t.shape, dtype=np.float32) / np.float32(math.sqrt(fan_in))
             else:
                 v = rng.normal(0, 0.1, t.shape)
             t.copy_(torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(t.shape))
@@ -408,7 +410,7 @@ def _upstream_keys(module: nn.Module, modality: str) -> dict[str, torch.Tensor]:
     for key, t in module.state_dict().items():
         for ours, theirs in inverse:
             if key.startswith(ours):
-                out[theirs + key[len(ours):]] = t.clone()
+                out[theirs + key[len(ours):]] = t.detach()
                 break
         else:
             raise AssertionError(f"no upstream name for {key}")
@@ -416,21 +418,33 @@ def _upstream_keys(module: nn.Module, modality: str) -> dict[str, torch.Tensor]:
 
 
 def random_state(rng: np.random.Generator, *, vision=(160, 2), text=(128, 2), audio=(128, 2), out_dim=1024,
-                 audio_only: bool = False) -> dict[str, torch.Tensor]:
-    """An ImageBind state dict in upstream's key layout with (width, blocks) per trunk."""
+                 audio_only: bool = False, extras: dict | None = None) -> dict[str, torch.Tensor]:
+    """An ImageBind state dict in upstream's key layout with (width, blocks) per trunk. The unused
+    modalities (depth, thermal, IMU) come from `extras` (key → shape, e.g. the imagebind_huge fixture)
+    or, by default, a few tiny tensors under their names."""
     state: dict[str, torch.Tensor] = {}
-    mods = {"audio": Audio(audio[0], out_dim, audio[1], 4 * audio[0], 229, 16)}
+    builders = {"audio": lambda: Audio(audio[0], out_dim, audio[1], 4 * audio[0], 229, 16)}
     if not audio_only:
-        mods["vision"] = Vision(vision[0], out_dim, vision[1], 4 * vision[0], 257)
-        mods["text"] = Text(text[0], out_dim, text[1], 4 * text[0], CLIP_EOT + 1, CONTEXT)
-    for modality, module in mods.items():
+        builders["vision"] = lambda: Vision(vision[0], out_dim, vision[1], 4 * vision[0], 257)
+        builders["text"] = lambda: Text(text[0], out_dim, text[1], 4 * text[0], CLIP_EOT + 1, CONTEXT)
+    for modality in ("vision", "text", "audio"):
+        if modality not in builders:
+            continue
+        module = builders[modality]()  # one at a time: a full-size vision trunk is 2.4 GB
         _fill_random(module, rng)
         if modality == "audio":
             module.log_logit_scale.fill_(math.log(20.0))
         if modality == "text":
             module.mask.copy_(torch.full((CONTEXT, CONTEXT), float("-inf")).triu(1))
         state.update(_upstream_keys(module, modality))
-    if not audio_only:
+        del module
+    if audio_only:
+        return state
+    if extras is not None:
+        for k, shape in extras.items():
+            if k.split(".")[1] in ("depth", "thermal", "imu"):
+                state[k] = torch.from_numpy(rng.normal(0, 0.02, shape).astype(np.float32)).reshape(shape)
+    else:
         # The modalities the export leaves out, as imagebind_huge.pth carries them (tiny here).
         for m in ("depth", "thermal", "imu"):
             state[f"modality_preprocessors.{m}.cls_token"] = torch.zeros(1, 1, 32)

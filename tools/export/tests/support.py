@@ -1,11 +1,4 @@
-"""Shared by the export tests: paths, the product's CLI, and the fake upstream tree.
-
-The tree holds random-weight checkpoints in each upstream on-disk layout, written under
-$FREEBIND_TESTDATA/export (or .work/testdata/export) and rewritten when a writer changes:
-ImageBind reduced in width and depth; FreeBind's projector sets at full size; the fine-tuned audio
-file (reduced trunk, full-size head); both LAION CLAP files at full size; the InternVL-14B-224px
-Hugging Face folder reduced; the RoBERTa and SentencePiece tokenizers of tools/reference.
-"""
+"""Shared by the export tests: paths, the product's CLI, the manifests' parts."""
 
 from __future__ import annotations
 
@@ -13,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.dirname(HERE)
@@ -22,7 +14,6 @@ if TOOL not in sys.path:
     sys.path.insert(0, TOOL)
 
 import parts as P  # noqa: E402
-from models import imagebind, projector, random_checkpoints  # noqa: E402
 
 PY = "/usr/bin/python3"
 WORK = os.path.join(os.environ.get("FREEBIND_TESTDATA") or os.path.join(REPO, ".work", "testdata"), "export")
@@ -32,8 +23,7 @@ CLIP_BPE = os.path.join(SHARED, "vocab", "bpe_simple_vocab_16e6.txt.gz")
 FIXTURES = os.path.join(TOOL, "fixtures")
 DLL = os.path.join(REPO, "src", "Consumers", "bin", "Release", "net10.0", "freebind.dll")
 
-# Reduced ImageBind used by the tests: (width, blocks) per trunk; head widths stay upstream's.
-IB_DIMS = {"vision": (160, 2), "text": (128, 2), "audio": (128, 2)}
+from tests.upstream_tree import REDUCED as IB_DIMS  # noqa: E402  reduced ImageBind: (width, blocks) per trunk
 
 
 def require_environment() -> None:
@@ -58,14 +48,6 @@ def manifests() -> P.Manifests:
     return P.read_manifests(os.path.join(REPO, "spaces"))
 
 
-def projector_sets() -> dict[str, tuple[int, int]]:
-    """Every projector set the manifests name, except the fine-tuned head (inside its own file)."""
-    sets = {}
-    for rel, e in manifests().parts["projectors"].files.items():
-        sets[e.projector_set] = (e.input_width, e.width)
-    return sets
-
-
 def concatenate_wavs(sources: list[str], target: str) -> None:
     """One PCM WAV of the sources one after another (same format), e.g. a clip longer than CLAP's 10 s."""
     import wave
@@ -82,54 +64,4 @@ def concatenate_wavs(sources: list[str], target: str) -> None:
             w.writeframes(f)
 
 
-class UpstreamTree:
-    """The fake upstream downloads, written once per test run."""
-
-    def __init__(self, root: str = WORK):
-        self.root = os.path.join(root, "upstream")
-        self.imagebind = os.path.join(self.root, "imagebind_huge.pth")
-        self.freebind = os.path.join(self.root, "FreeBind", "checkpoints")
-        self.finetuned = os.path.join(self.freebind, P.FT_AUDIO_NAMES[0])
-        self.clap_general = os.path.join(self.root, "630k-fusion-best.pt")
-        self.clap_music = os.path.join(self.root, "music_speech_audioset_epoch_15_esc_89.98.pt")
-        self.internvl = os.path.join(self.root, "InternVL-14B-224px")
-        self.roberta = os.path.join(self.root, "tokenizers", "roberta")
-        self.stamp = os.path.join(self.root, "complete")
-
-    def arguments(self) -> list[str]:
-        """export.py's inputs for the whole tree."""
-        return ["--imagebind", self.imagebind, "--freebind", self.freebind, "--clap-general", self.clap_general,
-                "--clap-music", self.clap_music, "--roberta", self.roberta, "--internvl", self.internvl,
-                "--clip-bpe", CLIP_BPE]
-
-    @staticmethod
-    def version() -> str:
-        # The writers decide the content: a change to them rewrites the tree.
-        import hashlib
-        h = hashlib.sha256()
-        for f in sorted(os.listdir(os.path.join(TOOL, "models"))) + ["../tests/support.py"]:
-            if f.endswith(".py"):
-                with open(os.path.join(TOOL, "models", f), "rb") as fh:
-                    h.update(fh.read())
-        return h.hexdigest()
-
-    def ensure(self) -> "UpstreamTree":
-        if os.path.exists(self.stamp):
-            with open(self.stamp, encoding="utf-8") as f:
-                if f.read().strip() == self.version():
-                    return self
-        os.makedirs(self.freebind, exist_ok=True)
-        rng = np.random.default_rng(20240502)
-        imagebind.write_random_checkpoint(self.imagebind, rng, **IB_DIMS)
-        imagebind.write_random_finetuned(self.finetuned, rng, audio=IB_DIMS["audio"])
-        projector.write_random_folder(self.freebind, projector_sets(), rng)
-        random_checkpoints.write_clap(self.clap_general, "general", rng)
-        random_checkpoints.write_clap(self.clap_music, "music", rng)
-        sys.path.insert(0, os.path.join(REPO, "tools", "reference"))
-        import make_tokenizers  # the test tokenizers: a small RoBERTa BPE and a LLaMA-like SentencePiece
-        make_tokenizers.write_roberta(self.root)
-        spm = make_tokenizers.write_sentencepiece(self.root)
-        random_checkpoints.write_internvl(self.internvl, rng, tokenizer=[p for p in spm if p.endswith(".model")][0])
-        with open(self.stamp, "w") as f:
-            f.write(self.version() + "\n")
-        return self
+from tests.upstream_tree import UpstreamTree  # noqa: E402,F401  (re-exported for the tests)

@@ -24,7 +24,7 @@ import checks  # noqa: E402
 from models import imagebind  # noqa: E402
 
 ROOT = os.path.join(support.WORK, "model-root")
-TREE = support.UpstreamTree()
+TREE = support.UpstreamTree(os.path.join(support.WORK, "upstream"))
 RESULT = None
 SPACES = ["imagebind", "imagebind++", "internvl-ib", "internvl-ib++", "internvl-ib-ft", "internvl-ib-ft++"]
 
