@@ -96,37 +96,3 @@ def finetuned_head_exports(state: C.StateDict, files: Sequence[str]) -> Iterator
         sub = state.under(f"ib_head.projectors.{i}.")
         yield _export(load(sub, f"projector {i} ({mode}) of the fine-tuned audio head"), by_mode[mode],
                       f"{state.source}#ib_head.projectors.{i}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Random checkpoints in upstream's layout (tests)
-
-
-def random_projector(in_dim: int, out_dim: int, rng, hidden: int = 2048) -> Projector:
-    """Random weights and BatchNorm statistics, so that a BatchNorm is never the identity."""
-    m = Projector(in_dim, hidden, out_dim)
-    with torch.no_grad():
-        for lin in (m.Head2.mlps[0], m.Head2.mlps[3]):
-            lin.weight.copy_(torch.from_numpy(rng.standard_normal(tuple(lin.weight.shape)).astype("float32"))
-                             / lin.weight.shape[1] ** 0.5 * (lin.weight.shape[1] ** 0.5 if lin is m.Head2.mlps[0] else 1))
-            lin.bias.copy_(torch.from_numpy(rng.normal(0, 0.1, lin.bias.shape).astype("float32")))
-        for bn in (m.Head2.mlps[1], m.Head2.mlps[4]):
-            c = bn.num_features
-            bn.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.3, c).astype("float32")))
-            bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c).astype("float32")))
-            bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c).astype("float32")))
-            bn.bias.copy_(torch.from_numpy(rng.normal(0, 0.1, c).astype("float32")))
-            bn.num_batches_tracked.fill_(int(rng.integers(1, 100000)))
-    return m
-
-
-def write_random_folder(folder: str, sets: dict[str, tuple[int, int]], rng) -> list[str]:
-    """FreeBind's checkpoints/ layout: `SET/MODE/best.pt`, a flat `Head2.mlps.*` state dict each."""
-    written = []
-    for name, (in_dim, out_dim) in sets.items():
-        for mode in DATA_MODES:
-            path = os.path.join(folder, name, mode, "best.pt")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            torch.save(random_projector(in_dim, out_dim, rng).state_dict(), path)
-            written.append(path)
-    return written

@@ -91,7 +91,8 @@ class Reading(unittest.TestCase):
 
     def test_nan_weights_are_damage(self):
         from models import projector
-        m = projector.random_projector(8, 4, np.random.default_rng(0), hidden=16)
+        from tests.random_upstream import random_projector
+        m = random_projector(8, 4, np.random.default_rng(0), hidden=16)
         sd = m.state_dict()
         sd["Head2.mlps.3.weight"][0, 0] = float("nan")
         torch.save(sd, self.path("nan.pt"))

@@ -12,7 +12,7 @@ import torch
 
 from tests import support
 
-from models import imagebind, projector  # noqa: E402
+from tests.random_upstream import random_projector, random_state  # noqa: E402
 
 DIMS = {"vision": (80, 1), "text": (64, 1), "audio": (64, 1)}
 
@@ -23,7 +23,7 @@ class InputErrors(unittest.TestCase):
         support.require_environment()
         cls.dir = tempfile.mkdtemp(prefix="export-errors-", dir=support.WORK if os.path.isdir(support.WORK) else None)
         cls.good = os.path.join(cls.dir, "imagebind_huge.pth")
-        cls.state = imagebind.random_state(np.random.default_rng(5), **DIMS)
+        cls.state = random_state(np.random.default_rng(5), **DIMS)
         torch.save(cls.state, cls.good)
 
     @classmethod
@@ -60,7 +60,7 @@ class InputErrors(unittest.TestCase):
 
     def test_a_wrong_file(self):
         wrong = os.path.join(self.dir, "best.pt")
-        torch.save(projector.random_projector(512, 1024, np.random.default_rng(1), hidden=32).state_dict(), wrong)
+        torch.save(random_projector(512, 1024, np.random.default_rng(1), hidden=32).state_dict(), wrong)
         p, out = self.export(wrong)
         self.assertEqual(p.returncode, 1)
         self.assertRegex(self.error_line(p), r"'.*best\.pt' is not ImageBind-huge \(imagebind_huge\.pth\): it has no "

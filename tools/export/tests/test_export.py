@@ -22,6 +22,7 @@ from tests import support
 import checkpoints as C  # noqa: E402
 import checks  # noqa: E402
 from models import imagebind  # noqa: E402
+from record import sha256_path  # noqa: E402
 
 ROOT = os.path.join(support.WORK, "model-root")
 TREE = support.UpstreamTree(os.path.join(support.WORK, "upstream"))
@@ -57,10 +58,9 @@ class Export(unittest.TestCase):
         files = {f for p in m.parts.values() for f in p.files}
         r = record()
         self.assertEqual(set(r["files"]), files)
-        import export
         for rel in files:
             e = r["files"][rel]
-            self.assertEqual(e["sha256"], export.sha256_path(os.path.join(ROOT, rel)), rel)
+            self.assertEqual(e["sha256"], sha256_path(os.path.join(ROOT, rel)), rel)
             c = e["checks"]
             for k in ("random_max_abs", "batch1_vs_batchN_max_abs") + (("real_max_abs",) if rel.startswith("encoders/") else ()):
                 self.assertLessEqual(c[k], checks.TOLERANCE, f"{rel} {k}")
@@ -71,13 +71,12 @@ class Export(unittest.TestCase):
 
     def test_sources_and_versions_are_recorded(self):
         r = record()
-        import export
-        self.assertEqual(r["sources"]["--imagebind"]["sha256"], export.sha256_path(TREE.imagebind))
-        self.assertEqual(r["sources"]["--freebind"]["sha256"], export.sha256_path(TREE.freebind))
+        self.assertEqual(r["sources"]["--imagebind"]["sha256"], sha256_path(TREE.imagebind))
+        self.assertEqual(r["sources"]["--freebind"]["sha256"], sha256_path(TREE.freebind))
         self.assertEqual(r["libraries"]["torch"], torch.__version__)
         self.assertEqual(r["libraries"]["onnx"], onnx.__version__)
         self.assertEqual(r["libraries"]["opset"], 17)
-        self.assertEqual(r["sources"]["--internvl"]["sha256"], export.sha256_path(TREE.internvl))
+        self.assertEqual(r["sources"]["--internvl"]["sha256"], sha256_path(TREE.internvl))
         self.assertTrue(r["validate"]["ok"])
         self.assertEqual(r["validate"]["spaces"], sorted(SPACES))
 

@@ -15,6 +15,7 @@ from tests import support  # noqa: F401  (puts tools/export on sys.path)
 
 import checkpoints as C  # noqa: E402
 from models import imagebind, projector  # noqa: E402
+from tests import random_upstream as R  # noqa: E402
 
 
 def fixture(name: str) -> dict:
@@ -56,13 +57,13 @@ class ImageBindLayout(unittest.TestCase):
     def test_random_checkpoints_follow_the_upstream_layouts(self):
         import numpy as np
         rng = np.random.default_rng(0)
-        small = imagebind.random_state(rng, **support.IB_DIMS)
+        small = R.random_state(rng, **support.IB_DIMS)
         self.assertEqual(fold(used(small)), fold(used(fixture("imagebind_huge"))))
-        ft = {f"ib.{k}": v for k, v in imagebind.random_state(rng, audio=(64, 1), audio_only=True).items()}
+        ft = {f"ib.{k}": v for k, v in R.random_state(rng, audio=(64, 1), audio_only=True).items()}
         for i in range(7):
-            ft.update({f"ib_head.projectors.{i}.{k}": v for k, v in projector.random_projector(1024, 768, rng, hidden=8).state_dict().items()})
+            ft.update({f"ib_head.projectors.{i}.{k}": v for k, v in R.random_projector(1024, 768, rng, hidden=8).state_dict().items()})
         self.assertEqual(fold(ft), fold(fixture("InternVL_IB_audio_with_head")))
-        self.assertEqual(set(projector.random_projector(512, 1024, rng, hidden=8).state_dict()),
+        self.assertEqual(set(R.random_projector(512, 1024, rng, hidden=8).state_dict()),
                          set(fixture("freebind_projector_512x1024")))
 
 

@@ -30,7 +30,8 @@ if TOOL not in sys.path:
 
 import checkpoints as C  # noqa: E402
 import parts as P  # noqa: E402
-from models import imagebind, projector, random_checkpoints  # noqa: E402
+from models import random_checkpoints  # noqa: E402
+from tests import random_upstream  # noqa: E402
 
 SHARED = os.environ.get("FREEBIND_SHARED") or os.path.join(REPO, "..", "shared")
 CLIP_BPE = os.path.join(SHARED, "vocab", "bpe_simple_vocab_16e6.txt.gz")
@@ -68,7 +69,7 @@ class UpstreamTree:
     def version(self) -> str:
         # The writers decide the content: a change to them rewrites the tree.
         h = hashlib.sha256()
-        for f in sorted(os.listdir(os.path.join(TOOL, "models"))) + ["../tests/upstream_tree.py"]:
+        for f in sorted(os.listdir(os.path.join(TOOL, "models"))) + ["../tests/upstream_tree.py", "../tests/random_upstream.py"]:
             if f.endswith(".py"):
                 with open(os.path.join(TOOL, "models", f), "rb") as fh:
                     h.update(fh.read())
@@ -83,9 +84,9 @@ class UpstreamTree:
         rng = np.random.default_rng(20240502)
         dims = FULL if self.full else REDUCED
         extras = C.read_layout(os.path.join(TOOL, "fixtures", "imagebind_huge.json")) if self.full else None
-        imagebind.write_random_checkpoint(self.imagebind, rng, extras=extras, **dims)
-        imagebind.write_random_finetuned(self.finetuned, rng, audio=dims["audio"])
-        projector.write_random_folder(self.freebind, projector_sets(), rng)
+        random_upstream.write_random_checkpoint(self.imagebind, rng, extras=extras, **dims)
+        random_upstream.write_random_finetuned(self.finetuned, rng, audio=dims["audio"])
+        random_upstream.write_random_folder(self.freebind, projector_sets(), rng)
         random_checkpoints.write_clap(self.clap_general, "general", rng)
         random_checkpoints.write_clap(self.clap_music, "music", rng)
         sys.path.insert(0, os.path.join(REPO, "tools", "reference"))
