@@ -1,4 +1,6 @@
 using System.Text.Json;
+using FreeBind.Encoding.Execution;
+using FreeBind.Encoding.Fusion;
 using FreeBind.Encoding.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
@@ -7,15 +9,19 @@ namespace FreeBind.Benchmarks;
 /// <summary>Time per op type in one ORT profile, milliseconds per Run.</summary>
 internal sealed record OpProfile(string Variant, int Batch, IReadOnlyList<(string Op, int Nodes, double MsPerRun)> Ops);
 
+/// <summary>CPU a session's threads burn after one <c>Run</c> returned, the process otherwise idle.</summary>
+internal sealed record SpinTail(string Session, double CpuMs, double[] Every);
+
 /// <summary>
-/// Experiments on the mixture's ORT configuration and graph shape, timed round-robin in the same
-/// run: thread count, spinning, graph optimisation level, memory arena, and alternative graphs;
-/// plus a per-op profile showing what ORT made of the graph (fusions, transposes) and where the
-/// time goes.
+/// Experiments on what limits the mixture and what its speed depends on, each timed alone (the
+/// process idle before each call) round-robin in the same run: the engine's row split, ONNX
+/// Runtime's intra-op pool and its spinning, the memory arena, the micro-batcher's hand-off, graph
+/// layouts; plus the CPU a pool burns spinning after a <c>Run</c> and a per-op profile.
 /// </summary>
 internal sealed class Investigation(Workload workload) : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
+    private readonly List<IAsyncDisposable> _ownedAsync = [];
 
     /// <summary>A session over a graph given as bytes, fed the workload's atoms directly (no item copies).</summary>
     private sealed class GraphRunner : IDisposable
@@ -57,12 +63,16 @@ internal sealed class Investigation(Workload workload) : IDisposable
         }
     }
 
-    public static SessionOptions Options(GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL, int threads = 0,
-        bool spinning = true, bool arena = true, string? profilePrefix = null)
+    /// <summary>
+    /// Session options as <see cref="SessionFactory"/> builds them on the CPU (ORT_ENABLE_ALL; the
+    /// intra-op pool at one thread per core unless <paramref name="threads"/> says otherwise), with one change each.
+    /// </summary>
+    public static SessionOptions Options(int threads = 0, bool spinning = true, bool stopSpinningAfterRun = false, bool arena = true, string? profilePrefix = null)
     {
-        var so = new SessionOptions { GraphOptimizationLevel = level, EnableCpuMemArena = arena };
+        var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, EnableCpuMemArena = arena };
         if (threads > 0) so.IntraOpNumThreads = threads;
         if (!spinning) so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (stopSpinningAfterRun) so.AddSessionConfigEntry("session.force_spinning_stop", "1");
         if (profilePrefix is not null)
         {
             so.EnableProfiling = true;
@@ -72,42 +82,91 @@ internal sealed class Investigation(Workload workload) : IDisposable
     }
 
     /// <summary>The experiment cases; each returns its output so it can be checked against the engine.</summary>
-    public IReadOnlyList<(string Name, Func<int, float[]> Run)> Cases(byte[] engineGraph)
+    public IReadOnlyList<(string Name, Func<int, float[]> Run)> Cases(byte[] engineGraph, int batch)
     {
         var cases = new List<(string, Func<int, float[]>)>();
-        void Add(string name, byte[] graph, SessionOptions so)
+        var options = new OnnxOptions { ExecutionProvider = "cpu", MaxBatch = batch, MaxWaitMs = 50 };
+        CompiledMixture Mixture(string label, byte[] graph, int parallelism, bool arena = true)
+        {
+            using var so = Options(threads: 1, arena: arena);
+            var mixture = new CompiledMixture(label, new InferenceSession(graph, so), parallelism, options);
+            _ownedAsync.Add(mixture);
+            return mixture;
+        }
+        Func<int, float[]> Rows(CompiledMixture mixture) => b =>
+        {
+            var output = new float[b * Workload.OutputDim];
+            mixture.Run(workload.Atoms, b, output);
+            return output;
+        };
+        void Graph(string name, byte[] graph, SessionOptions so)
         {
             var runner = new GraphRunner(graph, so, workload);
             so.Dispose();
             _owned.Add(runner);
             cases.Add((name, runner.Run));
         }
-        Add("engine graph, ORT defaults (ENABLE_ALL, threads = cores, spinning)", engineGraph, Options());
-        Add("engine graph, IntraOpNumThreads = 1", engineGraph, Options(threads: 1));
-        Add("engine graph, spinning off", engineGraph, Options(spinning: false));
-        Add("engine graph, memory arena off", engineGraph, Options(arena: false));
-        Add("engine graph, ORT_DISABLE_ALL", engineGraph, Options(GraphOptimizationLevel.ORT_DISABLE_ALL));
-        Add("variant: wide Gemm → Split → 14 × 2-D Gemm (no transpose)", VariantGraphs.WideGemmThenSplit(workload.Weights), Options());
-        Add("variant: 14 separate Gemm → ReLU → Gemm chains (no wide GEMM)", VariantGraphs.SeparateChains(workload.Weights), Options());
-        Add("earlier engine layout: wide Gemm → Reshape/Transpose → batched 3-D MatMul", VariantGraphs.WideGemmThenBatchedMatMul(workload.Weights), Options());
-        var spinless = new ProjectorSessionsBaseline(workload, path =>
+        var cores = Environment.ProcessorCount;
+        var engine = Mixture("engine", engineGraph, cores);
+        cases.Add(("engine: single-threaded session, rows split over the cores (= (a))", Rows(engine)));
+        cases.Add(("engine session, one run per batch (rows not split)", Rows(Mixture("one run", engineGraph, 1))));
+        Graph("earlier engine: ORT intra-op pool (threads = cores), spinning as ORT's defaults (= (a0))", engineGraph, Options());
+        Graph("ORT intra-op pool, spinning off (session.intra_op.allow_spinning=0)", engineGraph, Options(spinning: false));
+        Graph("ORT intra-op pool, spinning stopped after each Run (session.force_spinning_stop=1)", engineGraph, Options(stopSpinningAfterRun: true));
+        cases.Add(("engine, items handed over one by one through the micro-batcher (max batch = batch)", b =>
         {
-            using var so = Options(spinning: false);
-            return new InferenceSession(path, so);
-        });
-        _owned.Add(spinless);
-        cases.Add(("baseline (b) with spinning off", spinless.Run));
+            var d = Workload.InputDim;
+            var results = Task.WhenAll(Enumerable.Range(0, b).Select(i => engine.RunAsync(
+                [workload.Atoms[0].AsSpan(i * d, d).ToArray(), workload.Atoms[1].AsSpan(i * d, d).ToArray()]))).GetAwaiter().GetResult();
+            return [.. results.SelectMany(r => r)];
+        }));
+        cases.Add(("engine, memory arena off", Rows(Mixture("no arena", engineGraph, cores, arena: false))));
+        cases.Add(("engine runner, layout: wide Gemm → Split → 14 × 2-D Gemm", Rows(Mixture("split", VariantGraphs.WideGemmThenSplit(workload.Weights), cores))));
+        cases.Add(("engine runner, layout: wide Gemm → Reshape/Transpose → batched 3-D MatMul (the engine's first layout)", Rows(Mixture("batched", VariantGraphs.WideGemmThenBatchedMatMul(workload.Weights), cores))));
         return cases;
     }
 
-    /// <summary>Profiles a graph with ORT's profiler and sums kernel time per op type.</summary>
+    /// <summary>
+    /// CPU the process burns in the second after one <c>Run</c> of a batch of 8 returned (median of 3):
+    /// ONNX Runtime's intra-op workers keep spinning for work after a <c>Run</c> unless told not to.
+    /// </summary>
+    public static IReadOnlyList<SpinTail> SpinTails(byte[] engineGraph, Workload workload)
+    {
+        var tails = new List<SpinTail>();
+        void Measure(string name, SessionOptions so)
+        {
+            using (so)
+            using (var runner = new GraphRunner(engineGraph, so, workload))
+            {
+                runner.Run(8);
+                var every = new double[3];
+                for (var i = 0; i < every.Length; i++)
+                {
+                    ProcessCpu.Settle(TimeSpan.FromSeconds(5));
+                    runner.Run(8);
+                    var cpu0 = ProcessCpu.ProcessSeconds();
+                    var self0 = ProcessCpu.ThreadSeconds();
+                    Thread.Sleep(1000);
+                    every[i] = 1000 * (ProcessCpu.ProcessSeconds() - cpu0 - (ProcessCpu.ThreadSeconds() - self0));
+                }
+                tails.Add(new SpinTail(name, every.Order().ElementAt(1), every));
+            }
+        }
+        Measure("ORT defaults, intra-op pool of one thread per core (the earlier engine; each session of (b))", Options());
+        Measure("intra-op pool, session.intra_op.allow_spinning=0", Options(spinning: false));
+        Measure("intra-op pool, session.force_spinning_stop=1", Options(stopSpinningAfterRun: true));
+        Measure("single-threaded session (the engine now: no pool)", Options(threads: 1));
+        return tails;
+    }
+
+    /// <summary>Profiles the engine's single-threaded session with ORT's profiler and sums kernel time per op type.</summary>
     public static OpProfile Profile(string variant, byte[] graph, Workload workload, int batch, int runs)
     {
         var dir = Directory.CreateTempSubdirectory("freebind-profile-");
         try
         {
             string file;
-            using (var so = Options(profilePrefix: Path.Combine(dir.FullName, "ort")))
+            using (var so = Options(threads: 1, profilePrefix: Path.Combine(dir.FullName, "ort")))
             using (var runner = new GraphRunner(graph, so, workload))
             {
                 for (var i = 0; i < runs + 1; i++) runner.Run(batch);
@@ -139,5 +198,6 @@ internal sealed class Investigation(Workload workload) : IDisposable
     public void Dispose()
     {
         foreach (var o in _owned) o.Dispose();
+        foreach (var o in _ownedAsync) o.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 }

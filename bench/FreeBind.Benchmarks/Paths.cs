@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using FreeBind.Encoding.Execution;
+using FreeBind.Encoding.Fusion;
 using FreeBind.Encoding.Onnx;
 using FreeBind.Encoding.Preprocessing;
 using Microsoft.ML.OnnxRuntime;
@@ -7,16 +8,51 @@ using Microsoft.ML.OnnxRuntime;
 namespace FreeBind.Benchmarks;
 
 /// <summary>
-/// (a) The fusion path as the engine runs it: the compiled mixture graph
-/// (<see cref="MixtureGraphBuilder"/>) in one session from <see cref="SessionFactory"/>, one
+/// (a) The fusion path as the engine runs a bond step of <see cref="FusionEngine.FuseBatch"/>: the
+/// compiled mixture (<see cref="MixtureGraphBuilder"/>) in a single-threaded session, a batch's rows
+/// split into concurrent runs over the cores (<see cref="CompiledMixture"/>).
+/// </summary>
+internal sealed class FusionPath(CompiledMixture mixture, Workload workload) : IAsyncDisposable
+{
+    private readonly Dictionary<int, float[]> _outputs = [];
+
+    public static FusionPath Create(SessionFactory sessions, Workload workload) =>
+        new(FusionEngine.Compile(sessions, "imagebind++ audio mixture", workload.Weights), workload);
+
+    public CompiledMixture Mixture => mixture;
+
+    public float[] Run(int batch)
+    {
+        if (!_outputs.TryGetValue(batch, out var output)) _outputs[batch] = output = new float[batch * Workload.OutputDim];
+        mixture.Run(workload.Atoms, batch, output);
+        return output;
+    }
+
+    public float[] RunFlat(int batch) => [.. Run(batch)];
+
+    /// <summary>The per-item path: <paramref name="batch"/> items submitted at once through the mixture's micro-batcher.</summary>
+    public float[] RunItems(int batch)
+    {
+        var d = Workload.InputDim;
+        var results = Task.WhenAll(Enumerable.Range(0, batch).Select(i => mixture.RunAsync(
+            [workload.Atoms[0].AsSpan(i * d, d).ToArray(), workload.Atoms[1].AsSpan(i * d, d).ToArray()]))).GetAwaiter().GetResult();
+        return [.. results.SelectMany(r => r)];
+    }
+
+    public ValueTask DisposeAsync() => mixture.DisposeAsync();
+}
+
+/// <summary>
+/// (a0) The engine as it ran before: the same graph in one session from <see cref="SessionFactory.Create(byte[])"/>
+/// (ONNX Runtime's intra-op pool, one thread per core, spinning as ORT's defaults), one
 /// <see cref="OnnxModel.RunBatch"/> per batch, items as the micro-batcher hands them over.
 /// </summary>
-internal sealed class FusionPath(OnnxModel model, Workload workload) : IAsyncDisposable
+internal sealed class EarlierEnginePath(OnnxModel model, Workload workload) : IAsyncDisposable
 {
     private readonly Dictionary<int, IReadOnlyList<IReadOnlyList<ModelTensor>>> _items = [];
 
-    public static FusionPath Create(SessionFactory sessions, Workload workload) =>
-        new(new OnnxModel("imagebind++ audio mixture", sessions.Create(MixtureGraphBuilder.Build(workload.Weights)), sessions.Options), workload);
+    public static EarlierEnginePath Create(SessionFactory sessions, Workload workload) =>
+        new(new OnnxModel("imagebind++ audio mixture (earlier engine)", sessions.Create(MixtureGraphBuilder.Build(workload.Weights)), sessions.Options), workload);
 
     public IReadOnlyList<float[]> Run(int batch) => model.RunBatch(Items(batch));
 

@@ -6,12 +6,13 @@ const string Usage = """
     usage: dotnet run -c Release --project bench/FreeBind.Benchmarks -- fusion --models DIR [options]
 
       --models DIR        folder with IB_PP_G_Proj/ and IB_PP_M_Proj/ (upstream layout SET/MODE/best.onnx)
-      --batches LIST      batch sizes, default 1,64,256
-      --seconds S         timed seconds per case, default 1.5
+      --batches LIST      batch sizes of the sweep, default 1,8,32,64,128,256,512,1024
+      --seconds S         timed seconds per case and batch size (over all rounds), default 1.5
+      --investigate-batch N   batch size of the investigation, default 256
       --python PATH       interpreter for the PyTorch baseline, default /usr/bin/python3
       --provider P        ONNX Runtime execution provider for (a) and (b): cpu (default), cuda, tensorrt, auto
       --no-torch          skip (c)
-      --no-investigate    skip the experiments at the largest batch
+      --no-investigate    skip the investigation (spin tails, experiments, profile)
       --docs PATH         markdown file to update (default: docs/benchmarks.md of the repository)
       --no-docs           print only
     """;
@@ -28,7 +29,8 @@ if (args.Length == 0 || args[0] != "fusion")
 
 string? models = null, docs = null;
 var python = "/usr/bin/python3";
-var batches = new[] { 1, 64, 256 };
+var batches = new[] { 1, 8, 32, 64, 128, 256, 512, 1024 };
+var investigateBatch = 256;
 var seconds = 1.5;
 bool torch = true, investigate = true, writeDocs = true;
 var provider = "cpu";
@@ -39,6 +41,7 @@ for (var i = 1; i < args.Length; i++)
     {
         case "--models": models = Value(); break;
         case "--batches": batches = [.. Value().Split(',').Select(b => int.Parse(b, CultureInfo.InvariantCulture))]; break;
+        case "--investigate-batch": investigateBatch = int.Parse(Value(), CultureInfo.InvariantCulture); break;
         case "--seconds": seconds = double.Parse(Value(), CultureInfo.InvariantCulture); break;
         case "--python": python = Value(); break;
         case "--provider": provider = Value(); break;
@@ -59,7 +62,7 @@ if (models is null)
 
 var root = RepositoryRoot();
 var options = new FusionBenchmarkOptions(Path.GetFullPath(models), batches, seconds, python,
-    Path.Combine(root ?? ".", "tools", "reference", "bench_torch.py"), torch, investigate,
+    Path.Combine(root ?? ".", "tools", "reference", "bench_torch.py"), torch, investigate, investigateBatch,
     "dotnet run -c Release --project bench/FreeBind.Benchmarks -- " + string.Join(' ', args), provider);
 var report = await FusionBenchmark.RunAsync(options);
 Console.WriteLine(report);

@@ -15,10 +15,7 @@ internal static class VariantGraphs
     /// hidden blocks, then one 2-D <c>Gemm</c> per projector — constant 2-D weights ONNX Runtime can
     /// pre-pack — instead of Reshape → Transpose → batched MatMul.
     /// </summary>
-    public static byte[] WideGemmThenSplit(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets) => Build(sets, wideFirstLayer: true);
-
-    /// <summary>Every projector as its own Gemm → ReLU → Gemm chain (no wide GEMM), in one graph.</summary>
-    public static byte[] SeparateChains(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets) => Build(sets, wideFirstLayer: false);
+    public static byte[] WideGemmThenSplit(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets) => Build(sets);
 
     /// <summary>
     /// The engine's earlier layout, kept so that its comparison is reproduced in every run: per set,
@@ -76,7 +73,7 @@ internal static class VariantGraphs
         return g.ToModel();
     }
 
-    private static byte[] Build(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets, bool wideFirstLayer)
+    private static byte[] Build(IReadOnlyList<IReadOnlyList<ProjectorWeights>> sets)
     {
         var g = new Graph();
         var outDim = sets[0][0].OutputDimension;
@@ -90,33 +87,19 @@ internal static class VariantGraphs
             var x = MixtureGraphBuilder.InputName(s);
             g.Input(x, inDim);
             var hiddens = new List<string>();
-            if (wideFirstLayer)
+            var wide = new float[inDim * k * hidden];
+            var wideBias = new float[k * hidden];
+            for (var p = 0; p < k; p++)
             {
-                var wide = new float[inDim * k * hidden];
-                var wideBias = new float[k * hidden];
-                for (var p = 0; p < k; p++)
-                {
-                    for (var i = 0; i < inDim; i++) Array.Copy(set[p].W1, i * hidden, wide, i * k * hidden + p * hidden, hidden);
-                    Array.Copy(set[p].B1, 0, wideBias, p * hidden, hidden);
-                }
-                g.Tensor($"s{s}_w1", [inDim, k * hidden], wide);
-                g.Tensor($"s{s}_b1", [k * hidden], wideBias);
-                g.Node("Gemm", [x, $"s{s}_w1", $"s{s}_b1"], [$"s{s}_h"]);
-                g.Node("Relu", [$"s{s}_h"], [$"s{s}_hr"]);
-                hiddens.AddRange(Enumerable.Range(0, k).Select(p => $"s{s}_h{p}"));
-                g.Node("Split", [$"s{s}_hr"], hiddens, Graph.Int("axis", 1));
+                for (var i = 0; i < inDim; i++) Array.Copy(set[p].W1, i * hidden, wide, i * k * hidden + p * hidden, hidden);
+                Array.Copy(set[p].B1, 0, wideBias, p * hidden, hidden);
             }
-            else
-            {
-                for (var p = 0; p < k; p++)
-                {
-                    g.Tensor($"s{s}_p{p}_w1", [inDim, hidden], set[p].W1);
-                    g.Tensor($"s{s}_p{p}_b1", [hidden], set[p].B1);
-                    g.Node("Gemm", [x, $"s{s}_p{p}_w1", $"s{s}_p{p}_b1"], [$"s{s}_p{p}_h"]);
-                    g.Node("Relu", [$"s{s}_p{p}_h"], [$"s{s}_h{p}"]);
-                    hiddens.Add($"s{s}_h{p}");
-                }
-            }
+            g.Tensor($"s{s}_w1", [inDim, k * hidden], wide);
+            g.Tensor($"s{s}_b1", [k * hidden], wideBias);
+            g.Node("Gemm", [x, $"s{s}_w1", $"s{s}_b1"], [$"s{s}_h"]);
+            g.Node("Relu", [$"s{s}_h"], [$"s{s}_hr"]);
+            hiddens.AddRange(Enumerable.Range(0, k).Select(p => $"s{s}_h{p}"));
+            g.Node("Split", [$"s{s}_hr"], hiddens, Graph.Int("axis", 1));
             for (var p = 0; p < k; p++)
             {
                 var y = $"s{s}_p{p}_y";

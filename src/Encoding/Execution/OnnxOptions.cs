@@ -15,7 +15,10 @@ public sealed class OnnxOptions
     [Range(0, 64)]
     public int DeviceId { get; set; }
 
-    /// <summary>Threads per CPU session; 0 lets ONNX Runtime use one per core.</summary>
+    /// <summary>
+    /// Threads per CPU session; 0 lets ONNX Runtime use one per core. Projector mixtures run in
+    /// single-threaded sessions and split a batch into this many concurrent runs instead (0: one per core).
+    /// </summary>
     [Range(0, 1024)]
     public int IntraOpThreads { get; set; }
 

@@ -23,7 +23,13 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
 
     public InferenceSession Create(byte[] model) => Create(so => new InferenceSession(model, so));
 
-    private InferenceSession Create(Func<SessionOptions, InferenceSession> open)
+    /// <summary>
+    /// A session without an intra-op thread pool: its CPU work runs on the calling thread, for a
+    /// caller that spreads work over the cores by concurrent <c>Run</c>s (the fusion engine does).
+    /// </summary>
+    public InferenceSession CreateSingleThreaded(byte[] model) => Create(so => new InferenceSession(model, so), singleThreaded: true);
+
+    private InferenceSession Create(Func<SessionOptions, InferenceSession> open, bool singleThreaded = false)
     {
         lock (_gate)
         {
@@ -45,7 +51,7 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
                     env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
                     try
                     {
-                        var session = open(Build(gpu));
+                        var session = open(Build(gpu, singleThreaded));
                         _provider = gpu;
                         LogProvider(logger, gpu, $"device {options.DeviceId}");
                         return session;
@@ -65,13 +71,14 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
                 }
             }
         }
-        return open(Build(_provider));
+        return open(Build(_provider, singleThreaded));
     }
 
-    private SessionOptions Build(string provider)
+    private SessionOptions Build(string provider, bool singleThreaded)
     {
         var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        if (singleThreaded) so.IntraOpNumThreads = 1;
+        else if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
         try
         {
             if (provider == "TensorRT")

@@ -73,6 +73,36 @@ public sealed class FusionParityTests(EngineFixture engine, ITestOutputHelper ou
 
     [Theory]
     [MemberData(nameof(Settings))]
+    public async Task Batch_fusion_matches_reference_and_single_items(string variant, string setting)
+    {
+        var s = Find(variant, setting);
+        var space = EngineFixture.Load(variant, Selection(s));
+        var expected = Jsonl.Vectors(ExpectedPath(s));
+        var items = File.ReadLines(TestPaths.Data("fusion", variant, "atoms.jsonl")).Select(AtomLine.Parse).ToList();
+        var worst = 0f;
+        var worstVsSingle = 0f;
+        foreach (var group in items.GroupBy(a => a.Modality))
+        {
+            var batch = group.ToList();
+            // The whole modality as one batch: on the CPU every bond step runs as concurrent row chunks.
+            var vectors = engine.Fusion.FuseBatch(space, group.Key, [.. batch.Select(b => (IReadOnlyDictionary<string, float[]>)b.Atoms)]);
+            Assert.Equal(batch.Count, vectors.Length);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                Assert.Equal(space.Dimension, vectors[i].Length);
+                worst = MathF.Max(worst, Jsonl.MaxAbsDiff(expected[batch[i].Id], vectors[i]));
+            }
+            // The first items again, each alone through the per-item path (a batch of one).
+            foreach (var i in new[] { 0, batch.Count / 2, batch.Count - 1 })
+                worstVsSingle = MathF.Max(worstVsSingle, Jsonl.MaxAbsDiff(vectors[i], await engine.Fusion.FuseAsync(space, group.Key, batch[i].Atoms)));
+        }
+        output.WriteLine($"{variant}/{setting}: {items.Count} items, max abs diff {worst.ToString("G3", CultureInfo.InvariantCulture)} vs reference, {worstVsSingle.ToString("G3", CultureInfo.InvariantCulture)} vs single items");
+        Assert.True(worst <= Tolerance, $"max abs diff {worst} > {Tolerance}");
+        Assert.True(worstVsSingle <= Tolerance, $"batch vs single item: max abs diff {worstVsSingle} > {Tolerance}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Settings))]
     public async Task Fuse_matches_reference_one_item_at_a_time(string variant, string setting)
     {
         var s = Find(variant, setting);
