@@ -9,7 +9,7 @@ naming the spaces that cannot be served without it.
 | ------------------- | --------------------------- | ---------------------------------------------------------- |
 | imagebind           | --imagebind, --clip-bpe     | models.imagebind.exports(path)                             |
 | imagebind-audio-ft  | --freebind                  | models.imagebind.finetuned_audio_exports(path, head_files) |
-| projectors          | --freebind                  | models.projector.exports(folder, sets)                     |
+| projectors          | --freebind                  | models.projector.exports(folder, files)                    |
 | clap-general        | --clap-general, --roberta   | models.clap.exports(path, variant="general")               |
 | clap-music          | --clap-music, --roberta     | models.clap.exports(path, variant="music")                 |
 | internvl-c          | --internvl                  | models.internvl.exports(path)                              |
