@@ -138,10 +138,39 @@ def randomize(module: nn.Module, rng: np.random.Generator, special: Callable[[st
 # LAION CLAP
 
 
+def _clap_shapes(variant: str, reduced: bool) -> tuple[HtsatShape, RobertaShape]:
+    return (REDUCED_CLAP_AUDIO if reduced else CLAP_AUDIO)[variant], REDUCED_ROBERTA if reduced else ROBERTA_BASE
+
+
+def _clap_unused(shape: HtsatShape, roberta: RobertaShape) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parts upstream saves that the embeddings do not use (models.clap.UNUSED and friends)."""
+    sf = 256 // 2 ** (len(shape.depths) - 1) // 4 // (256 // shape.mel_bins)   # HTSAT's tscam_conv kernel
+    out = {"audio_branch.tscam_conv.weight": (AUDIOSET_CLASSES, shape.num_features, sf, 3),
+           "audio_branch.tscam_conv.bias": (AUDIOSET_CLASSES,),
+           "audio_branch.head.weight": (AUDIOSET_CLASSES, AUDIOSET_CLASSES),
+           "audio_branch.head.bias": (AUDIOSET_CLASSES,),
+           "text_branch.embeddings.position_ids": (1, roberta.positions),
+           "logit_scale_a": (), "logit_scale_t": ()}
+    for part in ("audio_transform", "text_transform"):
+        for i in (0, 3):
+            out[f"{part}.sequential.{i}.weight"] = (CLAP_JOINT, CLAP_JOINT)
+            out[f"{part}.sequential.{i}.bias"] = (CLAP_JOINT,)
+    return out
+
+
+def clap_layout(variant: str, reduced: bool = False) -> dict[str, list[int]]:
+    """Key → shape of clap_state_dict, built on the meta device (no memory, full size in a blink)."""
+    shape, roberta = _clap_shapes(variant, reduced)
+    modules = (ClapAudio(shape, waveform=not shape.fusion, joint=CLAP_JOINT, device="meta"),
+               ClapText(roberta, joint=CLAP_JOINT, device="meta"))
+    layout = {k: list(v.shape) for m in modules for k, v in m.state_dict().items()}
+    layout.update({k: list(v) for k, v in _clap_unused(shape, roberta).items()})
+    return layout
+
+
 def clap_state_dict(variant: str, rng: np.random.Generator, reduced: bool = False) -> dict[str, torch.Tensor]:
     """Every key of a laion_clap CLAP model (HTSAT + RoBERTa), without the `module.` prefix."""
-    shape = (REDUCED_CLAP_AUDIO if reduced else CLAP_AUDIO)[variant]
-    roberta = REDUCED_ROBERTA if reduced else ROBERTA_BASE
+    shape, roberta = _clap_shapes(variant, reduced)
     audio = ClapAudio(shape, waveform=not shape.fusion, joint=CLAP_JOINT)
     real, imag = stft_basis(shape.n_fft)
     mel = mel_filter_bank(SAMPLE_RATE, shape.n_fft, shape.mel_bins, FMIN, FMAX)
@@ -164,23 +193,13 @@ def clap_state_dict(variant: str, rng: np.random.Generator, reduced: bool = Fals
     text = ClapText(roberta, joint=CLAP_JOINT)
     randomize(text, rng)
     state = {**audio.state_dict(), **text.state_dict()}
-
-    def rand(*shape_: int, std: float = 0.02) -> torch.Tensor:
-        return torch.from_numpy(rng.normal(0.0, std, size=shape_).astype(np.float32))
-
-    # Parts upstream saves that the embeddings do not use (models.clap.UNUSED and friends).
-    sf = 256 // 2 ** (len(shape.depths) - 1) // 4 // (256 // shape.mel_bins)
-    state["audio_branch.tscam_conv.weight"] = rand(AUDIOSET_CLASSES, shape.num_features, sf, 3)
-    state["audio_branch.tscam_conv.bias"] = rand(AUDIOSET_CLASSES)
-    state["audio_branch.head.weight"] = rand(AUDIOSET_CLASSES, AUDIOSET_CLASSES)
-    state["audio_branch.head.bias"] = rand(AUDIOSET_CLASSES)
-    state["text_branch.embeddings.position_ids"] = torch.arange(roberta.positions)[None]
-    for part in ("audio_transform", "text_transform"):
-        for i in (0, 3):
-            state[f"{part}.sequential.{i}.weight"] = rand(CLAP_JOINT, CLAP_JOINT)
-            state[f"{part}.sequential.{i}.bias"] = rand(CLAP_JOINT)
-    state["logit_scale_a"] = torch.tensor(math.log(1 / 0.07))
-    state["logit_scale_t"] = torch.tensor(math.log(1 / 0.07))
+    for key, size in _clap_unused(shape, roberta).items():
+        if key == "text_branch.embeddings.position_ids":
+            state[key] = torch.arange(roberta.positions)[None]
+        elif key.startswith("logit_scale"):
+            state[key] = torch.tensor(math.log(1 / 0.07))
+        else:
+            state[key] = torch.from_numpy(rng.normal(0.0, 0.02, size=size).astype(np.float32))
     return state
 
 
