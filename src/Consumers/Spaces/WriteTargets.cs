@@ -86,6 +86,11 @@ public sealed partial class WriteTargets(
                         $"the active version v{target.Version.Id} of space '{target.Version.Space}' ({target.Version.Digest}) cannot be loaded by this worker; " +
                         $"deploy its model files under Spaces:ModelRoot ({manifests.Options.ModelRoot}) or roll the space back");
             }
+            // Nothing to write at all (every version ended or refused): stop rather than dead-letter
+            // every event; a restart registers the configured manifest again.
+            if (targets.Count == 0)
+                throw new TargetUnavailableException(
+                    $"space '{Space}' has no version this worker can write (none active, building, ready or retained); restart the worker to register its configured manifest, or publish a version");
             if (current is not null && Same(current.Targets, targets)) return current;
             var next = new TargetSet(Space, (current?.Generation ?? 0) + 1, targets);
             Volatile.Write(ref _current, next);

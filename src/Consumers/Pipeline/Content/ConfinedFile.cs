@@ -119,16 +119,16 @@ internal static unsafe partial class ConfinedFile
 
     private static partial class Native
     {
-        [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        [LibraryImport("libc.so.6", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
         public static partial nint realpath(string path, nint resolved);
 
-        [LibraryImport("libc")]
+        [LibraryImport("libc.so.6")]
         public static partial void free(nint pointer);
 
-        [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        [LibraryImport("libc.so.6", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
         public static partial int statx(int dirFd, string path, int flags, uint mask, byte* buffer);
 
-        [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        [LibraryImport("libc.so.6", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
         public static partial int open(string path, int flags);
     }
 }
