@@ -70,6 +70,8 @@ public static class PersistenceExtensions
         services.AddSingleton<BackfillWriter>();
         services.AddSingleton<RunFailures>();
         services.AddSingleton<BackfillPlanner>();
+        services.AddSingleton<VersionDocuments>();
+        services.AddSingleton<RunStepLocks>();
         services.AddSingleton<VersionVerifier>();
         services.AddSingleton<EmbeddingStore>();
         services.AddSingleton<TagVocabularyStore>();

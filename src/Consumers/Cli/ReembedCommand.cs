@@ -108,6 +108,8 @@ internal static class ReembedCommand
         if (await host.Services.GetRequiredService<SagaStore<ReembeddingRun>>().FindByKeyAsync(space.Name, ct) is { } holder && holder.TargetDigest != space.Version)
             throw new OperatorException($"run {holder.CorrelationId} of '{space.Name}' is {holder.CurrentState.ToLowerInvariant()}; cancel it (freebind reembed cancel {holder.CorrelationId}) or wait for it to end");
         var version = await catalog.EnsureVersionAsync(space.Name, space.Version, space.Dimension, space.Manifest.ToCanonicalJson(), createIndex: false, cancellationToken: ct);
+        // The file digests go with it, so a backfill worker can re-fuse without the encoder files.
+        await host.Services.GetRequiredService<FreeBind.Persistence.Reembedding.VersionDocuments>().SaveAsync(version, space.ToJson().ToJsonString(), ct);
         return (space, version);
     }
 

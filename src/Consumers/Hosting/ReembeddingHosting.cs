@@ -67,11 +67,11 @@ public static class ReembeddingHosting
                     .PostgresRepository(RunsTable);
             if (roles.HasFlag(ReembeddingRoles.Worker))
             {
-                x.AddConsumer<PlanConsumer>();
-                x.AddConsumer<DispatchBackfillConsumer>();
-                x.AddConsumer<BackfillBatchConsumer>();
-                x.AddConsumer<VerifyConsumer>();
-                x.AddConsumer<VersionStepConsumers>();
+                x.AddConsumer<PlanConsumer>(WorkerStep);
+                x.AddConsumer<DispatchBackfillConsumer>(WorkerStep);
+                x.AddConsumer<BackfillBatchConsumer>(WorkerStep);
+                x.AddConsumer<VerifyConsumer>(WorkerStep);
+                x.AddConsumer<VersionStepConsumers>(WorkerStep);
             }
             configure?.Invoke(x);
             var transport = builder.Configuration.GetSection(MessagingOptions.Section).GetValue(nameof(MessagingOptions.Transport), MessagingTransport.RabbitMq);
@@ -95,5 +95,19 @@ public static class ReembeddingHosting
         if (roles.HasFlag(ReembeddingRoles.SagaHost))
             builder.Services.AddHostedService<ReembeddingWatchdog>();
         return builder;
+    }
+
+    // A worker step that fails (Postgres restarting, a broker hiccup) is retried in place for about a
+    // minute; its answers leave only when it succeeds, so a retry publishes nothing twice. A step that
+    // still fails faults, and the saga fails the run with the reason instead of waiting for an answer.
+    private static void WorkerStep<T>(IRegistrationContext context, IConsumerConfigurator<T> consumer)
+        where T : class, IConsumer
+    {
+        consumer.UseMessageRetry(r =>
+        {
+            r.Ignore<ArgumentException>(); // bad data or a bug: retrying cannot help
+            r.Exponential(12, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
+        });
+        consumer.UseInMemoryOutbox(context);
     }
 }

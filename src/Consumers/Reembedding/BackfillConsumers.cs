@@ -89,7 +89,17 @@ public sealed partial class BackfillBatchConsumer(
         var modalities = definition.Plans.Keys.Select(k => k.ToName()).ToList();
         var sources = await reader.ReadAsync(new BackfillRange(m.After, m.Last, 0), modalities, atoms: null, withContent: true, ct);
 
-        var (rows, failed) = await rebuilder.RebuildAsync(target, sources, ct);
+        List<BackfillRow> rows;
+        List<ItemFailure> failed;
+        try
+        {
+            (rows, failed) = await rebuilder.RebuildAsync(target, sources, ct);
+        }
+        catch (RunStepException e)
+        {
+            await context.Publish(new ReembeddingStepFailed(m.RunId, "backfill", e.Message));
+            return;
+        }
         BackfillWriteResult written;
         try
         {

@@ -3,6 +3,7 @@ using FreeBind.Consumers.Pipeline.Content;
 using FreeBind.Consumers.Pipeline.Tagging;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Preprocessing;
+using FreeBind.Encoding.Spaces;
 using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Reembedding;
 using EncodingAtomKey = FreeBind.Encoding.AtomKey;
@@ -20,32 +21,39 @@ public sealed class ItemFailedException(string reason, string message) : Excepti
 
 /// <summary>
 /// Rebuilds items for a version by the cheapest path: stored atoms of unchanged expert models are
-/// reused (a factor or projector change needs no content and no encoder); an expert whose model
-/// changed is re-encoded from the kept content (text, inline data) or the URI fetched again under the
-/// content policy, and only that expert. Also recomputes an item from content end to end (the verify gate).
+/// reused (a factor or projector change needs no content and no encoder: the version loaded for
+/// fusion only is enough); an expert whose model changed is re-encoded from the kept content (text,
+/// inline data) or the URI fetched again under the content policy, and only that expert. Also
+/// recomputes an item from content end to end (the verify gate). Encoders are loaded only when an
+/// item needs one.
 /// </summary>
-public sealed class ItemRebuilder(EmbeddingStore store, ContentResolver content, Embedder embedder, Tagger tagger)
+public sealed class ItemRebuilder(RunVersions versions, EmbeddingStore store, ContentResolver content, Embedder embedder, Tagger tagger)
 {
+    // Items of a batch are rebuilt concurrently, so the micro-batchers of the fusion mixtures and
+    // encoders see full batches instead of one item at a time.
+    private const int Concurrency = 64;
+
     /// <summary>Rows for the items that could be rebuilt, and a listed failure for each other one.</summary>
     /// <param name="target">The version being built.</param>
     /// <param name="items">Items read by <see cref="BackfillReader"/> (with every stored atom).</param>
     /// <param name="ct">Cancels the work.</param>
+    /// <exception cref="RunStepException">An item needs an encoder this machine cannot load for the version.</exception>
     public async Task<(List<BackfillRow> Rows, List<ItemFailure> Failed)> RebuildAsync(RunVersion target, IReadOnlyList<BackfillSource> items, CancellationToken ct)
     {
-        var rows = new List<BackfillRow>(items.Count);
-        var failed = new List<ItemFailure>();
-        foreach (var item in items)
+        var rows = new BackfillRow?[items.Count];
+        var failed = new ItemFailure?[items.Count];
+        await Parallel.ForAsync(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = Concurrency, CancellationToken = ct }, async (i, token) =>
         {
             try
             {
-                rows.Add(await RebuildAsync(target, item, ct));
+                rows[i] = await RebuildAsync(target, items[i], token);
             }
             catch (ItemFailedException e)
             {
-                failed.Add(new ItemFailure(item.MediaId, e.Reason, e.Message));
+                failed[i] = new ItemFailure(items[i].MediaId, e.Reason, e.Message);
             }
-        }
-        return (rows, failed);
+        });
+        return ([.. rows.OfType<BackfillRow>()], [.. failed.OfType<ItemFailure>()]);
     }
 
     /// <summary>The item's vector recomputed from its content, every expert encoded (no stored atom used).</summary>
@@ -53,18 +61,21 @@ public sealed class ItemRebuilder(EmbeddingStore store, ContentResolver content,
     /// <param name="item">The item.</param>
     /// <param name="ct">Cancels the work.</param>
     /// <exception cref="ItemFailedException">Its content cannot be had.</exception>
+    /// <exception cref="RunStepException">This machine cannot load the version's encoders.</exception>
     public async Task<float[]> RecomputeAsync(RunVersion target, BackfillSource item, CancellationToken ct)
     {
         if (!ModalityNames.TryParse(item.Modality, out var modality))
             throw new ItemFailedException(ErrorClasses.Schema, $"stored modality '{item.Modality}' is unknown");
         var input = await ContentOfAsync(item, modality, ct);
-        embedder.Prepare(target.Definition);
-        var atoms = await embedder.EncodeAsync([target.Definition], input, cancellationToken: ct);
-        return await embedder.FuseAsync(target.Definition, modality, atoms, ct);
+        var definition = versions.ForEncoding(target);
+        embedder.Prepare(definition);
+        var atoms = await embedder.EncodeAsync([definition], input, cancellationToken: ct);
+        return await embedder.FuseAsync(definition, modality, atoms, ct);
     }
 
     /// <summary>One item's row in the new version.</summary>
     /// <exception cref="ItemFailedException">It cannot be rebuilt (reason and one sentence).</exception>
+    /// <exception cref="RunStepException">It needs an encoder this machine cannot load for the version.</exception>
     public async Task<BackfillRow> RebuildAsync(RunVersion target, BackfillSource item, CancellationToken ct)
     {
         var definition = target.Definition;
@@ -80,11 +91,12 @@ public sealed class ItemRebuilder(EmbeddingStore store, ContentResolver content,
         {
             // Only the experts whose model changed are encoded: the known atoms are passed in.
             var input = await ContentOfAsync(item, modality, ct);
-            embedder.Prepare(definition);
+            var encoding = versions.ForEncoding(target);
+            embedder.Prepare(encoding);
             IReadOnlyDictionary<EncodingAtomKey, float[]> all;
             try
             {
-                all = await embedder.EncodeAsync([definition], input, atoms, ct);
+                all = await embedder.EncodeAsync([encoding], input, atoms, ct);
             }
             catch (MediaException e)
             {
@@ -99,8 +111,21 @@ public sealed class ItemRebuilder(EmbeddingStore store, ContentResolver content,
             atoms = new(all);
         }
         var embedding = await embedder.FuseAsync(definition, modality, atoms, ct);
-        var tags = await tagger.TagAsync(definition, target.Version, item.Tenant, modality, embedding, ct);
+        var tags = await TagAsync(target, item.Tenant, modality, embedding, ct);
         return new BackfillRow(item.MediaId, item.Modality, item.Sha256, embedding, computed, tags);
+    }
+
+    private async Task<IReadOnlyList<TagScore>> TagAsync(RunVersion target, string tenant, Modality modality, float[] embedding, CancellationToken ct)
+    {
+        try
+        {
+            return await tagger.TagAsync(target.Definition, target.Version, tenant, modality, embedding, ct);
+        }
+        catch (InvalidOperationException) when (target.Definition.Use == SpaceUse.Fuse)
+        {
+            // The tenant's labels are not embedded in this version yet, and that takes the text encoders.
+            return await tagger.TagAsync(versions.ForEncoding(target), target.Version, tenant, modality, embedding, ct);
+        }
     }
 
     /// <summary>The item's content as it was embedded: kept bytes, or its URI fetched again; checked against its digest.</summary>

@@ -2,20 +2,24 @@ using System.Globalization;
 using FreeBind.Consumers.Contracts.Reembedding;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Spaces;
-using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Reembedding;
+using FreeBind.Persistence.Sagas;
 using FreeBind.Persistence.Spaces;
 using MassTransit;
 
 namespace FreeBind.Consumers.Reembedding;
 
 /// <summary>Answers <see cref="PlanReembedding"/> with the <see cref="ReembeddingPlanner"/>'s plan.</summary>
-public sealed class PlanConsumer(RunVersions versions, ReembeddingPlanner planner) : IConsumer<PlanReembedding>
+public sealed class PlanConsumer(RunVersions versions, ReembeddingPlanner planner, RunStepLocks locks, SagaStore<ReembeddingRun> runs) : IConsumer<PlanReembedding>
 {
     /// <inheritdoc />
     public async Task Consume(ConsumeContext<PlanReembedding> context)
     {
         var m = context.Message;
+        // A repeat (the watchdog nudged a plan that is merely slow, or one the saga has left) does nothing.
+        await using var held = await locks.TryAcquireAsync(m.RunId, "plan", context.CancellationToken);
+        if (held is null || (await runs.LoadAsync(m.RunId, context.CancellationToken))?.CurrentState != "Planning")
+            return;
         RunVersion target;
         try
         {
@@ -34,54 +38,35 @@ public sealed class PlanConsumer(RunVersions versions, ReembeddingPlanner planne
 /// A run's plan: what changed against the active version, and per item the cheapest path — a
 /// re-fusion when every atom the new version needs is stored (same expert model digest), else a
 /// re-encode of the experts whose atoms are missing; items that need an encoder but whose content
-/// was not kept and has no URI are counted as not retrievable.
+/// was not kept and has no URI are counted as not retrievable. Counted in Postgres
+/// (<see cref="BackfillPlanner"/>): no item is read into this process.
 /// </summary>
-public sealed class ReembeddingPlanner(SpaceCatalog catalog, BackfillReader reader, EmbeddingStore store)
+public sealed class ReembeddingPlanner(SpaceCatalog catalog, BackfillPlanner counts)
 {
-    private const int Page = 2048;
-
     /// <summary>Plans rebuilding every live item into <paramref name="version"/>.</summary>
     /// <param name="runId">The run (echoed in the answer).</param>
     /// <param name="version">The registered target version.</param>
     /// <param name="definition">Its definition (atoms it needs per modality); a fusion-only load is enough.</param>
-    /// <param name="ct">Cancels the scan.</param>
+    /// <param name="ct">Cancels the counts.</param>
     public async Task<ReembeddingPlanned> PlanAsync(Guid runId, SpaceVersion version, SpaceDefinition definition, CancellationToken ct)
     {
-        var target = new RunVersion(version, definition);
         var active = await catalog.GetActiveAsync(version.Space, ct);
-        var changes = active is null || active.Id == target.Version.Id
+        var changes = active is null || active.Id == version.Id
             ? ["the space has no other active version: every item is built from its stored atoms or content"]
-            : Diff(SpaceManifest.Parse(await catalog.GetManifestAsync(active.Id, ct) ?? "{}", $"space version v{active.Id}"), target.Definition.Manifest);
+            : Diff(SpaceManifest.Parse(await catalog.GetManifestAsync(active.Id, ct) ?? "{}", $"space version v{active.Id}"), definition.Manifest);
 
-        var needed = target.Definition.Plans.ToDictionary(p => p.Key.ToName(), p => Embedder.AtomsFor(target.Definition, p.Key));
-        var keys = needed.Values.SelectMany(k => k).Distinct().Select(k => new Persistence.Reembedding.AtomKey(k.Expert, k.ModelDigest)).ToList();
-        long items = 0, refuse = 0;
+        var needs = definition.Plans.Keys
+            .Select(m => new AtomNeed(m.ToName(), [.. Embedder.AtomsFor(definition, m).Select(k => new Persistence.Reembedding.AtomKey(k.Expert, k.ModelDigest))]))
+            .ToList();
+        var plans = await counts.PlanAsync(needs, ct);
         var reencode = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (atom, n) in plans.SelectMany(p => p.EncodesByAtom))
+            if (n > 0) reencode[atom.Expert] = reencode.GetValueOrDefault(atom.Expert) + n;
+        var gone = plans.Sum(p => p.NotRetrievable);
         var unretrievable = new Dictionary<string, long>(StringComparer.Ordinal);
-        string? after = null;
-        while (await reader.NextRangeAsync(needed.Keys, after, Page, ct) is { } range)
-        {
-            foreach (var item in await reader.ReadAsync(range, needed.Keys, keys, cancellationToken: ct))
-            {
-                items++;
-                var have = item.Atoms.Select(a => (a.Expert, a.ModelDigest)).ToHashSet();
-                var missing = needed[item.Modality].Where(k => !have.Contains((k.Expert, k.ModelDigest))).ToList();
-                if (missing.Count == 0)
-                {
-                    refuse++;
-                    continue;
-                }
-                if (!Uri.TryCreate(item.Source, UriKind.Absolute, out _) && await store.GetContentAsync(item.MediaId, ct) is null)
-                {
-                    unretrievable["content-not-kept"] = unretrievable.GetValueOrDefault("content-not-kept") + 1;
-                    continue;
-                }
-                foreach (var key in missing)
-                    reencode[key.Expert] = reencode.GetValueOrDefault(key.Expert) + 1;
-            }
-            after = range.Last;
-        }
-        return new ReembeddingPlanned(runId, active?.Id == target.Version.Id ? null : active?.Digest, items, refuse, reencode, unretrievable, changes);
+        if (gone > 0) unretrievable["content-not-kept"] = gone;
+        return new ReembeddingPlanned(runId, active?.Id == version.Id ? null : active?.Digest,
+            plans.Sum(p => p.Items), plans.Sum(p => p.RefuseOnly), reencode, unretrievable, changes);
     }
 
     /// <summary>What changed from <paramref name="from"/> to <paramref name="to"/>: factors, projector files and expert models, one line each.</summary>

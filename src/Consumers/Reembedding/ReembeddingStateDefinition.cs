@@ -36,6 +36,12 @@ public sealed class ReembeddingStateDefinition : SagaDefinition<ReembeddingRun>
         endpointConfigurator.UsePartitioner<VersionDropped>(partitioner, c => c.Message.RunId);
         endpointConfigurator.UsePartitioner<VersionRestored>(partitioner, c => c.Message.RunId);
         endpointConfigurator.UsePartitioner<ReembeddingStepFailed>(partitioner, c => c.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<PlanReembedding>>(partitioner, c => c.Message.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<DispatchBackfill>>(partitioner, c => c.Message.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<BackfillBatch>>(partitioner, c => c.Message.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<VerifyReembedding>>(partitioner, c => c.Message.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<ActivateVersion>>(partitioner, c => c.Message.Message.RunId);
+        endpointConfigurator.UsePartitioner<Fault<RestoreVersion>>(partitioner, c => c.Message.Message.RunId);
         // Commands published while an event is handled leave only once the new state is stored.
         endpointConfigurator.UseInMemoryOutbox(context);
     }

@@ -44,6 +44,12 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
         Event(() => CutOver, e => Existing(e, m => m.Message.RunId));
         Event(() => Rollback, e => Existing(e, m => m.Message.RunId));
         Event(() => Tick, e => Existing(e, m => m.Message.RunId));
+        Event(() => PlanFaulted, e => Existing(e, m => m.Message.Message.RunId));
+        Event(() => DispatchFaulted, e => Existing(e, m => m.Message.Message.RunId));
+        Event(() => BatchFaulted, e => Existing(e, m => m.Message.Message.RunId));
+        Event(() => VerifyFaulted, e => Existing(e, m => m.Message.Message.RunId));
+        Event(() => ActivateFaulted, e => Existing(e, m => m.Message.Message.RunId));
+        Event(() => RestoreFaulted, e => Existing(e, m => m.Message.Message.RunId));
 
         // Duplicates and late answers (a batch finishing after a cancel, a second cut-over) are
         // expected in a redelivering system: they change nothing and are not errors.
@@ -135,6 +141,7 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
             When(Activated).Then(c => End(c.Saga)).TransitionTo(Active),
             // A refused cut-over leaves the run ready, with the reason, for the operator to act on.
             When(StepFailed).Then(c => c.Saga.Reason = $"{c.Message.Step}: {c.Message.Reason}").TransitionTo(Ready),
+            When(ActivateFaulted).Then(c => c.Saga.Reason = "cut-over: " + FaultReason(c.Message)).TransitionTo(Ready),
             When(Tick).ThenAsync(c => c.Publish(new ActivateVersion(c.Saga.CorrelationId, c.Saga.Space, c.Saga.TargetDigest))));
 
         During(Active,
@@ -146,11 +153,17 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
         During(RollingBack,
             When(Restored).Then(c => End(c.Saga)).TransitionTo(RolledBack),
             When(StepFailed).Then(c => c.Saga.Reason = $"{c.Message.Step}: {c.Message.Reason}").TransitionTo(Active),
+            When(RestoreFaulted).Then(c => c.Saga.Reason = "rollback: " + FaultReason(c.Message)).TransitionTo(Active),
             When(Tick).ThenAsync(c => c.Publish(RestoreCommand(c.Saga))));
 
         During([Planning, Backfilling, Paused, Verifying, Ready],
             When(Cancel).ThenAsync(c => DropAsync(c, Cancelling, c.Message.Reason)),
-            When(StepFailed).ThenAsync(c => FailAsync(c, $"{c.Message.Step}: {c.Message.Reason}")));
+            When(StepFailed).ThenAsync(c => FailAsync(c, $"{c.Message.Step}: {c.Message.Reason}")),
+            // A worker step that still failed after its retries: the run cannot wait for its answer.
+            When(PlanFaulted).ThenAsync(c => FailAsync(c, "plan: " + FaultReason(c.Message))),
+            When(DispatchFaulted).ThenAsync(c => FailAsync(c, "dispatch: " + FaultReason(c.Message))),
+            When(BatchFaulted).ThenAsync(c => FailAsync(c, $"backfill batch {c.Message.Message.Sequence}: " + FaultReason(c.Message))),
+            When(VerifyFaulted).ThenAsync(c => FailAsync(c, "verify: " + FaultReason(c.Message))));
 
         During(Cancelling,
             When(Dropped).Then(c => End(c.Saga)).TransitionTo(Cancelled),
@@ -259,6 +272,24 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
 
     /// <summary>The watchdog nudges.</summary>
     public Event<ReembeddingTick> Tick { get; private set; } = null!;
+
+    /// <summary>The plan step failed after its retries.</summary>
+    public Event<Fault<PlanReembedding>> PlanFaulted { get; private set; } = null!;
+
+    /// <summary>A dispatch failed after its retries.</summary>
+    public Event<Fault<DispatchBackfill>> DispatchFaulted { get; private set; } = null!;
+
+    /// <summary>A backfill batch failed after its retries.</summary>
+    public Event<Fault<BackfillBatch>> BatchFaulted { get; private set; } = null!;
+
+    /// <summary>The verify gate failed after its retries.</summary>
+    public Event<Fault<VerifyReembedding>> VerifyFaulted { get; private set; } = null!;
+
+    /// <summary>The cut-over failed after its retries.</summary>
+    public Event<Fault<ActivateVersion>> ActivateFaulted { get; private set; } = null!;
+
+    /// <summary>The rollback failed after its retries.</summary>
+    public Event<Fault<RestoreVersion>> RestoreFaulted { get; private set; } = null!;
 
     /// <summary>States in which a run is over (its space is free again).</summary>
     public static IReadOnlyList<string> FinalStates { get; } = ["Active", "Cancelled", "Failed", "Refused", "RolledBack"];
@@ -399,6 +430,9 @@ public sealed partial class ReembeddingStateMachine : MassTransitStateMachine<Re
         run.ExclusiveKey = null;
         run.FinishedAt = run.UpdatedAt = DateTimeOffset.UtcNow;
     }
+
+    private static string FaultReason<T>(Fault<T> fault) =>
+        fault.Exceptions.FirstOrDefault()?.Message.Split('\n')[0] ?? "the worker gave no reason";
 
     private static DateTimeOffset Now(ReembeddingRun run) => run.UpdatedAt = DateTimeOffset.UtcNow;
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using FreeBind.Consumers.Contracts.Reembedding;
 using FreeBind.Encoding;
-using FreeBind.Persistence.Embeddings;
 using FreeBind.Persistence.Reembedding;
+using FreeBind.Persistence.Sagas;
 using FreeBind.Persistence.Spaces;
 using MassTransit;
 
@@ -17,7 +17,8 @@ namespace FreeBind.Consumers.Reembedding;
 /// </summary>
 public sealed class VerifyConsumer(
     RunVersions versions, SpaceCatalog catalog, BackfillReader reader, BackfillWriter writer, RunFailures failures, ItemRebuilder rebuilder,
-    EmbeddingStore store, VersionVerifier verifier, SpaceIndexBuilder indexes, VerificationStore reports, SpaceVersionLifecycle lifecycle) : IConsumer<VerifyReembedding>
+    VersionVerifier verifier, SpaceIndexBuilder indexes, VerificationStore reports, SpaceVersionLifecycle lifecycle,
+    RunStepLocks locks, SagaStore<ReembeddingRun> runs) : IConsumer<VerifyReembedding>
 {
     private const double Tolerance = 1e-5;
 
@@ -26,6 +27,10 @@ public sealed class VerifyConsumer(
     {
         var m = context.Message;
         var ct = context.CancellationToken;
+        // A repeat (the watchdog nudged a gate that is merely slow, or one the saga has left) does nothing.
+        await using var held = await locks.TryAcquireAsync(m.RunId, "verify", ct);
+        if (held is null || (await runs.LoadAsync(m.RunId, ct))?.CurrentState != "Verifying")
+            return;
         RunVersion target;
         try
         {
@@ -41,38 +46,51 @@ public sealed class VerifyConsumer(
 
         // Catch-up: whatever has no row yet is rebuilt now or listed as failed.
         string? after = null;
-        while ((await reader.ReadMissingAsync(version, modalities, m.RunId, after, 512, null, withContent: true, ct)) is { Count: > 0 } missing)
-        {
-            var (rows, failed) = await rebuilder.RebuildAsync(target, missing, ct);
-            await writer.WriteAsync(version, rows, ct);
-            if (failed.Count > 0) await failures.RecordAsync(m.RunId, failed, ct);
-            after = missing[^1].MediaId;
-        }
-        await indexes.BuildAsync(version, ct);
-        var active = await catalog.GetActiveAsync(m.Space, ct);
-        var baseline = active is not null && active.Id != version.Id ? active : null;
-        var report = await verifier.VerifyAsync(m.RunId, version, baseline, modalities, cancellationToken: ct);
-
-        var sample = await SampleAsync(modalities, m.SampleSize, ct);
         var mismatches = 0;
         var maxError = 0.0;
         var recomputed = 0;
-        foreach (var item in sample)
+        VerifyReport report;
+        try
         {
-            float[] fresh;
-            try
+            while ((await reader.ReadMissingAsync(version, modalities, m.RunId, after, 512, null, withContent: true, ct)) is { Count: > 0 } missing)
             {
-                fresh = await rebuilder.RecomputeAsync(target, item, ct);
+                var (rows, failed) = await rebuilder.RebuildAsync(target, missing, ct);
+                await writer.WriteAsync(version, rows, ct);
+                if (failed.Count > 0) await failures.RecordAsync(m.RunId, failed, ct);
+                after = missing[^1].MediaId;
             }
-            catch (ItemFailedException)
+            await indexes.BuildAsync(version, ct);
+            var active = await catalog.GetActiveAsync(m.Space, ct);
+            var baseline = active is not null && active.Id != version.Id ? active : null;
+            report = await verifier.VerifyAsync(m.RunId, version, baseline, modalities, cancellationToken: ct);
+
+            // The sample and its stored vectors come from one snapshot: a live write after it cannot
+            // make a correct row look wrong. Recomputed concurrently, so the encoders batch.
+            var sample = await reader.SampleAsync(version, modalities, m.SampleSize, Random.Shared.Next(), ct);
+            var errors = new double?[sample.Count];
+            await Parallel.ForAsync(0, sample.Count, new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = ct }, async (i, token) =>
             {
-                continue; // content not at hand: such an item is a listed failure, or was re-fused from its atoms
+                try
+                {
+                    errors[i] = MaxAbsDiff(await rebuilder.RecomputeAsync(target, sample[i].Item, token), sample[i].Stored.Span);
+                }
+                catch (ItemFailedException)
+                {
+                    // Content not at hand (or changed since): such an item was re-fused from its atoms, or is a listed failure.
+                }
+            });
+            foreach (var error in errors.OfType<double>())
+            {
+                recomputed++;
+                maxError = Math.Max(maxError, error);
+                if (error > Tolerance) mismatches++;
             }
-            if (await store.GetEmbeddingAsync(version, item.MediaId, ct) is not { } stored) continue; // deleted by a live write meanwhile
-            recomputed++;
-            var error = MaxAbsDiff(fresh, stored);
-            maxError = Math.Max(maxError, error);
-            if (error > Tolerance) mismatches++;
+        }
+        catch (Exception e) when (e is RunStepException or SpaceVersionException)
+        {
+            // Not loadable here, or the version ended meanwhile (a cancel: the saga ignores the answer then).
+            await context.Publish(new ReembeddingStepFailed(m.RunId, "verify", e.Message));
+            return;
         }
         report = report with { Sample = new SampleCheck(recomputed, mismatches, maxError) };
         var (coverage, recall, driftReport) = (report.Coverage, report.Recall, report.Drift);
@@ -107,27 +125,7 @@ public sealed class VerifyConsumer(
         || (line.StartsWith("sample", StringComparison.Ordinal) && mismatches > 0)
         || (line.StartsWith("recall", StringComparison.Ordinal) && !recall.Passed) ? 0 : 1;
 
-    // A uniform sample of live items (reservoir over the keyset ranges; ids and digests only).
-    private async Task<List<BackfillSource>> SampleAsync(IReadOnlyCollection<string> modalities, int size, CancellationToken ct)
-    {
-        var sample = new List<BackfillSource>(size);
-        if (size == 0) return sample;
-        var seen = 0L;
-        string? after = null;
-        while (await reader.NextRangeAsync(modalities, after, 4096, ct) is { } range)
-        {
-            foreach (var item in await reader.ReadAsync(range, modalities, [], withContent: true, ct))
-            {
-                seen++;
-                if (sample.Count < size) sample.Add(item);
-                else if (Random.Shared.NextInt64(seen) is var j && j < size) sample[(int)j] = item;
-            }
-            after = range.Last;
-        }
-        return sample;
-    }
-
-    private static double MaxAbsDiff(float[] a, float[] b)
+    private static double MaxAbsDiff(float[] a, ReadOnlySpan<float> b)
     {
         if (a.Length != b.Length) return double.PositiveInfinity;
         var max = 0.0;

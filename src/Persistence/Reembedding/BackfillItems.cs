@@ -36,6 +36,11 @@ public sealed record BackfillSource(string MediaId, string Modality, string Sha2
     public static bool IsStoredOnlySource(string source) => source is "inline" or "text";
 }
 
+/// <summary>An item of the verify gate's sample: what to recompute it from, and the vector the version stores for that content.</summary>
+/// <param name="Item">The item with its stored content (no atoms: the recompute encodes every expert).</param>
+/// <param name="Stored">The version's vector of the item, read in the same snapshot.</param>
+public sealed record SampledItem(BackfillSource Item, ReadOnlyMemory<float> Stored);
+
 /// <summary>A backfilled item for the new version.</summary>
 /// <param name="MediaId">The item.</param>
 /// <param name="Modality">The modality the batch read (<see cref="BackfillSource.Modality"/>).</param>

@@ -108,6 +108,63 @@ public sealed class BackfillReader(NpgsqlDataSource dataSource)
         }
     }
 
+    /// <summary>
+    /// A uniform random sample of up to <paramref name="count"/> live items of the served modalities
+    /// that have a row of their current content in <paramref name="version"/>, each with that row's
+    /// vector, read in one snapshot (the stored vector describes the content digest returned with it):
+    /// what the verify gate recomputes from content and compares. Chosen in SQL (the same seed picks
+    /// the same items); only the sampled items are read.
+    /// </summary>
+    /// <param name="version">The version being verified.</param>
+    /// <param name="modalities">The modalities it serves.</param>
+    /// <param name="count">Sample size.</param>
+    /// <param name="seed">Chooses the items.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <exception cref="SpaceVersionException">The version's table is gone.</exception>
+    public async Task<IReadOnlyList<SampledItem>> SampleAsync(
+        SpaceVersion version, IReadOnlyCollection<string> modalities, int count, int seed, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(version);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0)
+            return [];
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+        // The ids are chosen first (ids and digests only), then the chosen items' content is read.
+        await using var cmd = new NpgsqlCommand($"""
+            WITH chosen AS (
+                SELECT m.id, e.embedding
+                FROM {SpaceVersionRows.Quote(version.TableName)} e JOIN media m ON m.id = e.media_id
+                WHERE m.modality = ANY($1) AND (e.content_sha256 IS NULL OR e.content_sha256 = m.sha256)
+                ORDER BY md5(m.id || $2) LIMIT $3
+            )
+            SELECT m.id, m.modality, m.sha256, m.source, m.tenant, c.data, chosen.embedding
+            FROM chosen JOIN media m ON m.id = chosen.id LEFT JOIN media_content c ON c.media_id = m.id
+            ORDER BY m.id
+            """, connection, tx) { CommandTimeout = 0 };
+        cmd.Parameters.Add(new() { Value = modalities.ToArray() });
+        cmd.Parameters.Add(new() { Value = seed.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        cmd.Parameters.Add(new() { Value = count });
+        var sample = new List<SampledItem>(count);
+        try
+        {
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+                sample.Add(new SampledItem(
+                    new BackfillSource(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), [])
+                    {
+                        Content = reader.IsDBNull(5) ? null : (ReadOnlyMemory<byte>?)reader.GetFieldValue<byte[]>(5),
+                    },
+                    reader.GetFieldValue<Vector>(6).Memory));
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            throw await SpaceVersionLifecycle.VanishedAsync(dataSource, version);
+        }
+        await tx.CommitAsync(cancellationToken);
+        return sample;
+    }
+
     private static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text };
 
     private async Task<IReadOnlyList<BackfillSource>> ReadAsync(
