@@ -127,10 +127,14 @@ def write_random_checkpoint(path: str, rng: np.random.Generator, **dims) -> None
     torch.save(random_state(rng, **dims), path)
 
 
-def write_random_finetuned(path: str, rng: np.random.Generator, audio=(128, 2), out_dim=1024, head_out=768) -> None:
+def random_finetuned_state(rng: np.random.Generator, audio=(128, 2), out_dim=1024, head_out=768) -> dict[str, torch.Tensor]:
     """FreeBind's InternVL_IB_audio_with_head.pt layout: `ib.*` audio branch + `ib_head.projectors.{0..6}`."""
     state = {f"ib.{k}": v for k, v in random_state(rng, audio=audio, out_dim=out_dim, audio_only=True).items()}
     for i in range(len(projector.DATA_MODES)):
         for k, v in random_projector(out_dim, head_out, rng).state_dict().items():
             state[f"ib_head.projectors.{i}.{k}"] = v
-    torch.save(state, path)
+    return state
+
+
+def write_random_finetuned(path: str, rng: np.random.Generator, **dims) -> None:
+    torch.save(random_finetuned_state(rng, **dims), path)
