@@ -17,8 +17,8 @@ namespace FreeBind.Tests.Reembedding;
 /// be had again. Each ends with every item's vector equal to a from-scratch computation, and the
 /// encoder calls the workers made equal, per model file, to what the plan announced.
 /// </summary>
-[Collection(EngineCollection.Name)]
-public sealed class ReembeddingPathTests(EngineFixture engine, RabbitMqVirtualHost broker) : IClassFixture<RabbitMqVirtualHost>
+[Collection(RabbitMqCollection.Name)]
+public sealed class ReembeddingPathTests(EngineFixture engine, RabbitMqVirtualHost broker) : IClassFixture<RabbitMqVirtualHost>, IClassFixture<EngineFixture>
 {
     [Fact]
     public async Task A_replaced_expert_is_re_encoded_alone_and_a_mixed_run_re_fuses_re_encodes_and_lists_the_rest_each_exact_and_as_planned()
