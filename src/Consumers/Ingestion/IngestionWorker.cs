@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Confluent.Kafka;
+using FreeBind.Consumers.Hosting;
 using FreeBind.Consumers.Kafka;
 using FreeBind.Consumers.Pipeline;
 using FreeBind.Consumers.Resilience;
@@ -129,7 +130,7 @@ public sealed partial class IngestionWorker(
     private void Fail(Exception e)
     {
         if (!_fatal.TrySetResult(e)) return;
-        LogFatal(logger, e is KafkaException k ? $"Kafka: {k.Error.Reason}" : e.Message);
+        LogFatal(logger, StopReason.Of(e));
         lifetime.StopApplication();
     }
 

@@ -18,16 +18,20 @@ public sealed partial class TargetWatcher(
     WriteTargets targets, NpgsqlDataSource dataSource, IOptions<IngestionOptions> options, Retries retries,
     ILogger<TargetWatcher> logger) : BackgroundService
 {
-    /// <summary>Set when a change made the worker unable to go on (the active version cannot be loaded).</summary>
-    public TargetUnavailableException? Fault { get; private set; }
+    /// <summary>
+    /// Set when the worker cannot go on with its targets: the active version cannot be loaded
+    /// (<see cref="TargetUnavailableException"/>), or re-reading them failed in a way nobody foresaw.
+    /// </summary>
+    public Exception? Fault { get; private set; }
 
-    /// <summary>Raised after a refresh failed that way; the worker stops on it.</summary>
-    public event Action<TargetUnavailableException>? Failed;
+    /// <summary>Raised once, when <see cref="Fault"/> is set; the worker stops on it.</summary>
+    public event Action<Exception>? Failed;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var changed = new SemaphoreSlim(0);
-        var listening = ListenAsync(changed, stoppingToken);
+        var listening = ListenAsync(changed, stop.Token);
         var poll = TimeSpan.FromSeconds(options.Value.TargetPollSeconds);
         try
         {
@@ -36,23 +40,23 @@ public sealed partial class TargetWatcher(
                 await changed.WaitAsync(poll, stoppingToken);
                 while (changed.CurrentCount > 0) await changed.WaitAsync(stoppingToken); // fold a burst of notifications into one read
                 if (Volatile.Read(ref _started) == 0) continue;
-                try
-                {
-                    await retries.Storage.ExecuteAsync(async token => await targets.RefreshAsync(token), stoppingToken);
-                }
-                catch (TargetUnavailableException e)
-                {
-                    Fault = e;
-                    Failed?.Invoke(e);
-                    return;
-                }
+                await retries.Storage.ExecuteAsync(async token => await targets.RefreshAsync(token), stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+        catch (Exception e)
+        {
+            // Outages are retried above and unloadable versions that are not active are refused by
+            // WriteTargets; what reaches here means the targets can no longer be followed. A worker
+            // that went on would write a set that no longer matches space_versions: stop it.
+            Fault = e;
+            Failed?.Invoke(e);
+        }
         finally
         {
+            await stop.CancelAsync();
             await listening;
         }
     }

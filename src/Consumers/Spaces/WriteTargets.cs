@@ -130,6 +130,11 @@ public sealed partial class WriteTargets(
         {
             reason = e.Errors.Count == 1 ? e.Errors[0] : $"{e.Errors[0]} (and {e.Errors.Count - 1} more problems)";
         }
+        catch (SpaceChoiceException e)
+        {
+            // The model root holds none of the version's files (a version of other models, or the wrong folder).
+            reason = e.Message;
+        }
         if (_refused.Add((version.Id, version.Digest)))
             LogRefused(logger, version.Id, version.Space, version.State.ToString().ToLowerInvariant(), reason);
         return null;

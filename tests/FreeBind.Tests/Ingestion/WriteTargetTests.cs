@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using FreeBind.Consumers.Ingestion;
 using FreeBind.Consumers.Contracts;
 using FreeBind.Consumers.Spaces;
 using FreeBind.Encoding;
@@ -8,6 +10,7 @@ using FreeBind.Persistence.Spaces;
 using FreeBind.Tests.Fusion;
 using FreeBind.Tests.Persistence.Versions;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 
 namespace FreeBind.Tests.Ingestion;
@@ -81,6 +84,113 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         Assert.Equal(space2.Version, published["after-003"].SpaceVersion);
         Assert.Equal(space2.Version, published["late-002"].SpaceVersion);
         output.WriteLine($"v1 {v1.Digest}: 27 rows until dropped, v2 {v2.Digest}: 20 rows");
+    }
+
+    /// <summary>
+    /// A version of the space whose model files are nowhere under this worker's model root (a
+    /// version of other models, deployed elsewhere): its manifest names files under <c>absent/</c>.
+    /// </summary>
+    private static Task<SpaceVersion> RegisterAbsentAsync(IngestionHarness h, char digit)
+    {
+        var space = EngineFixture.Load(h.Space);
+        var manifest = JsonNode.Parse(space.Manifest.ToCanonicalJson())!;
+        static void Move(JsonNode? node, string key)
+        {
+            if (node?[key] is JsonValue v) node[key] = "absent/" + v.GetValue<string>();
+            else if (node?[key] is JsonArray files)
+                for (var i = 0; i < files.Count; i++) files[i] = "absent/" + files[i]!.GetValue<string>();
+        }
+        foreach (var (_, expert) in manifest["experts"]!.AsObject())
+            foreach (var (_, modality) in expert!["modalities"]!.AsObject())
+            {
+                Move(modality, "model");
+                Move(modality, "tokenizer");
+            }
+        foreach (var (_, set) in manifest["projectorSets"]!.AsObject()) Move(set, "files");
+        return h.Database.Catalog().EnsureVersionAsync(space.Name, "sha256:" + new string(digit, 64), space.Dimension, manifest.ToJsonString());
+    }
+
+    [Fact]
+    public async Task A_version_whose_model_files_are_all_absent_is_refused_in_one_line_at_start_and_while_running_and_the_worker_goes_on()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind++");
+        var absentAtStart = await RegisterAbsentAsync(h, 'a');
+        var logs = new LogCapture();
+        var worker = await h.StartWorkerAsync(configure: logs.AddTo);
+        var ingestion = worker.Services.GetRequiredService<IngestionWorker>();
+        await h.ProduceAsync(Texts("first", 5));
+        await worker.Metrics.WaitForCompletedAsync(5, TimeSpan.FromMinutes(2));
+        Assert.Null(ingestion.Fault);
+        var active = await h.ActiveVersionAsync();
+        Assert.Equal(5, await h.Database.Store().CountAsync(active));
+        var refusedAtStart = Assert.Single(logs.With(5003));
+        Assert.Contains($"v{absentAtStart.Id} of imagebind++ (building)", refusedAtStart.Message);
+        Assert.Contains("holds none of the", refusedAtStart.Message);
+        Assert.Contains("Spaces:ModelRoot", refusedAtStart.Message);
+
+        // While running: a second such version is refused the same way, and the watcher goes on
+        // following the space (a loadable version registered after it becomes a target).
+        var absentLater = await RegisterAbsentAsync(h, 'b');
+        await logs.WaitForAsync(e => e.EventId == 5003 && e.Message.Contains($"v{absentLater.Id} ", StringComparison.Ordinal), "the second absent version was not refused");
+        var other = EngineFixture.Load(h.Space, FactorSelection.Parse("at-expertise", []));
+        Assert.NotEqual(active.Digest, other.Version);
+        var good = await h.Database.Catalog().EnsureVersionAsync(other.Name, other.Version, other.Dimension, other.Manifest.ToCanonicalJson());
+        var targets = worker.Services.GetRequiredService<WriteTargets>();
+        await WaitUntilAsync(() => targets.Current.Targets.Any(t => t.Version.Id == good.Id), "the watcher stopped following the space after refusing a version");
+        await h.ProduceAsync(Texts("second", 5));
+        await worker.Metrics.WaitForCompletedAsync(10, TimeSpan.FromMinutes(2));
+        Assert.Equal(10, await h.Database.Store().CountAsync(active));
+        Assert.Equal(5, await h.Database.Store().CountAsync(good));
+        Assert.Null(ingestion.Fault);
+
+        await h.StopWorkerAsync(worker);
+        Assert.Null(ingestion.Fault);
+        Assert.Equal(2, logs.With(5003).Count); // once per version, not once per poll
+        Assert.Empty(logs.AtLeast(LogLevel.Critical));
+        Assert.DoesNotContain(logs.Entries, e => e.Exception is not null);
+    }
+
+    [Fact]
+    public async Task An_active_version_whose_model_files_are_all_absent_stops_the_worker_at_start_with_exit_1_and_one_line()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        var absent = await RegisterAbsentAsync(h, 'c');
+        await h.Database.Catalog().ActivateAsync(absent.Space, absent.Digest);
+        var process = h.StartWorkerProcess("w1");
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        await process.WaitForExitAsync(cts.Token);
+        output.WriteLine(h.Logs());
+
+        Assert.Equal(1, process.ExitCode);
+        var fatal = Assert.Single(h.Logs().Split('\n'), l => l.Contains("crit:", StringComparison.Ordinal));
+        Assert.Contains($"the active version v{absent.Id} of space 'imagebind'", fatal);
+        Assert.Contains("roll the space back", fatal);
+        Assert.DoesNotContain("   at ", h.Logs());
+        Assert.Equal(0, await h.Database.ScalarAsync<long>("SELECT count(*) FROM media"));
+    }
+
+    [Fact]
+    public async Task A_failure_nobody_foresaw_while_reading_the_targets_stops_the_worker_in_one_line_instead_of_leaving_it_deaf()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        var logs = new LogCapture();
+        var worker = await h.StartWorkerAsync(configure: logs.AddTo);
+        var ingestion = worker.Services.GetRequiredService<IngestionWorker>();
+        await h.ProduceAsync(Texts("first", 3));
+        await worker.Metrics.WaitForCompletedAsync(3, TimeSpan.FromMinutes(2));
+
+        // The schema drifts under the worker (a column's type changed by hand): reading the targets
+        // now fails in a way no retry can mend, and the worker must say so and stop, not go on deaf.
+        await h.Database.ScalarAsync<int>("ALTER TABLE space_versions ALTER COLUMN digest TYPE bytea USING convert_to(digest, 'UTF8'); SELECT 1");
+        await h.Database.ScalarAsync<int>($"SELECT 1 FROM pg_notify('{SpaceCatalog.ChangesChannel}', 'imagebind')");
+        var stopping = worker.Services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>().ApplicationStopping;
+        await WaitUntilAsync(() => stopping.IsCancellationRequested, "the worker did not stop after its targets could no longer be read");
+
+        Assert.IsType<InvalidCastException>(ingestion.Fault);
+        var fatal = Assert.Single(logs.AtLeast(LogLevel.Critical));
+        Assert.StartsWith("The worker stops: an unforeseen InvalidCastException: ", fatal.Message);
+        Assert.DoesNotContain('\n', fatal.Message);
+        Assert.Null(fatal.Exception);
     }
 
     private static long Encoded(ExpertEncoders encoders, SpaceDefinition space, Modality modality) =>
