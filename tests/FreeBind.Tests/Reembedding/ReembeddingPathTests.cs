@@ -14,14 +14,15 @@ namespace FreeBind.Tests.Reembedding;
 /// The cheapest path per item on the real services (Kafka mock, Postgres, RabbitMQ, stand-in models):
 /// a run that replaces one expert's model re-encodes only that expert, for the modalities it serves;
 /// a mixed run (other factors and another expert replaced) re-fuses, re-encodes and lists what cannot
-/// be had again. Each ends with every item's vector equal to a from-scratch computation, and the
-/// encoder calls the workers made equal, per model file, to what the plan announced.
+/// be had again; a rollback by the saga; a re-fusion on a machine with the projector files only.
+/// Each ends with every item's vector equal to a from-scratch computation, and the encoder calls the
+/// workers made equal, per model file, to what the plan announced.
 /// </summary>
 [Collection(RabbitMqCollection.Name)]
 public sealed class ReembeddingPathTests(EngineFixture engine, RabbitMqVirtualHost broker) : IClassFixture<RabbitMqVirtualHost>, IClassFixture<EngineFixture>
 {
     [Fact]
-    public async Task A_replaced_expert_is_re_encoded_alone_and_a_mixed_run_re_fuses_re_encodes_and_lists_the_rest_each_exact_and_as_planned()
+    public async Task A_replaced_expert_is_re_encoded_alone_a_mixed_run_re_fuses_re_encodes_and_lists_the_rest_and_a_re_fusion_needs_no_encoder_file_each_exact_and_as_planned()
     {
         await using var h = await IngestionHarness.StartAsync("imagebind++");
         // Inline data is not kept (cap below the tone's size): such an item cannot be re-encoded.
@@ -98,6 +99,31 @@ public sealed class ReembeddingPathTests(EngineFixture engine, RabbitMqVirtualHo
         await AssertFromScratchAsync(engine, h.Database, vB, spaceB, items.Where(i => i.Id != "a-tone"));
         // The versions before are retained (retired), untouched by the runs.
         await AssertFromScratchAsync(engine, h.Database, v1, original, items);
+
+        // Rollback of run B by the saga: version A is active again, exactly as it was.
+        await bus.Publish(new RollbackReembedding(idB));
+        await WaitForAsync(h.Database, idB, "RolledBack");
+        Assert.Equal(vA.Id, (await h.ActiveVersionAsync()).Id);
+        await AssertFromScratchAsync(engine, h.Database, vA, spaceA, items);
         await host.StopAsync();
+
+        // Run C, a pure re-fusion (another preset, every expert's atoms stored), on a machine that
+        // has the projector files only: no encoder or tokenizer file is needed, none is opened.
+        var projectorsOnly = Directory.CreateTempSubdirectory("freebind-projectors-only-").FullName;
+        foreach (var set in original.Manifest.ProjectorSets.Keys)
+            Directory.CreateSymbolicLink(Path.Combine(projectorsOnly, set), Path.Combine(EngineFixture.Models, set));
+        var fusionOnly = Settings(h, broker, batchSize: 4, sampleSize: 0);
+        fusionOnly["Spaces:ModelRoot"] = projectorsOnly;
+        using var refuser = await StartHostAsync(fusionOnly, ReembeddingRoles.SagaHost | ReembeddingRoles.Worker);
+        var spaceC = EngineFixture.Load("imagebind++", FactorSelection.Parse("versatile", []));
+        var vC = await PublishAsync(h.Database, spaceC);
+        var idC = RunIds.For(spaceC.Name, spaceC.Version);
+        await refuser.Services.GetRequiredService<IBus>().Publish(new StartReembedding(idC, spaceC.Name, spaceC.Version, AutoCutover: true, "test"));
+        var runC = await WaitForAsync(h.Database, idC, "Active");
+        Assert.Equal(items.Count, runC.Refuse);
+        Assert.Empty(runC.ReencodeByExpert);
+        Assert.Equal(items.Count, runC.Done);
+        await AssertFromScratchAsync(engine, h.Database, vC, spaceC, items);
+        await refuser.StopAsync();
     }
 }
