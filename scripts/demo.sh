@@ -4,7 +4,11 @@
 #  1. embeds the three sample images, audios and captions into ImageBind++ and prints the
 #     cross-modal similarity matrices for the two upstream presets, as upstream's inference.py does;
 #  2. `freebind demo`: streams the same media as Kafka events through an embedded Kafka into the
-#     worker (→ pgvector, Redis, tags) and prints each item's tags and nearest neighbours.
+#     worker (→ pgvector, Redis, tags) and prints each item's tags and nearest neighbours; then
+#     switches the space to the at-expertise preset, lets the re-embedding saga (in-memory transport)
+#     plan, backfill (a pure re-fusion from the stored atoms), verify and cut over, and prints a few
+#     items' neighbours before and after. It works in its own database (freebind_demo), recreated
+#     at every run.
 #
 # With your own ONNX exports (docs/export.md) in $FREEBIND_MODELS, it uses them; otherwise it
 # generates the small stand-in models of the test suite (random weights: the matrices show the
@@ -42,5 +46,5 @@ $freebind embed --space "$space" --models "$models" \
   --image "$media/BBQ.jpeg" --image "$media/toilet.jpeg" --image "$media/train.jpeg" \
   --text "an audio of barbeque" --text "an audio of toilet" --text "an audio of train"
 
-echo; echo "== 2. streaming (freebind demo: embedded Kafka → worker → pgvector + Redis + tags)"
+echo; echo "== 2. streaming, then a space update (freebind demo: embedded Kafka → worker → pgvector + Redis + tags; preset switch → re-embedding saga → cut-over)"
 $freebind demo --space "$space" --models "$models" --media "$media"

@@ -99,9 +99,12 @@ internal static class ReembedCommand
     }
 
     /// <summary>Loads the space from the options, refuses what cannot start, and registers the version (state building).</summary>
-    internal static async Task<(SpaceDefinition Space, SpaceVersion Version)> RegisterAsync(IHost host, ParseResult result, CancellationToken ct)
+    internal static Task<(SpaceDefinition Space, SpaceVersion Version)> RegisterAsync(IHost host, ParseResult result, CancellationToken ct) =>
+        RegisterAsync(host, host.Services.GetRequiredService<ManifestCatalog>().Load(result.GetValue(FreeBindCli.Space), result.GetValue(FreeBindCli.Models), FreeBindCli.Factors(result)), ct);
+
+    /// <summary>Refuses what cannot start, and registers <paramref name="space"/> (state building); <c>freebind demo</c> uses it too.</summary>
+    internal static async Task<(SpaceDefinition Space, SpaceVersion Version)> RegisterAsync(IHost host, SpaceDefinition space, CancellationToken ct)
     {
-        var space = host.Services.GetRequiredService<ManifestCatalog>().Load(result.GetValue(FreeBindCli.Space), result.GetValue(FreeBindCli.Models), FreeBindCli.Factors(result));
         var catalog = host.Services.GetRequiredService<SpaceCatalog>();
         if (await catalog.GetActiveAsync(space.Name, ct) is { } active && active.Digest == space.Version)
             throw new OperatorException($"version {space.ShortVersion} is already the active version of '{space.Name}'; nothing to re-embed (change --preset, --factor or the model files)");

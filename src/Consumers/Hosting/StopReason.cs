@@ -15,7 +15,7 @@ public static class StopReason
     /// <summary>One sentence for a failure a user can act on (a service down or refusing, a model folder that does not fit), or null for one that is a bug.</summary>
     public static string? Describe(Exception e) => e switch
     {
-        DatabaseUnavailableException or TargetUnavailableException => OneLine(e.Message),
+        DatabaseUnavailableException or TargetUnavailableException or Demo.DemoException => OneLine(e.Message),
         PostgresException p => $"Postgres refused: {OneLine(p.MessageText)} ({p.SqlState})",
         NpgsqlException n => $"Postgres: {OneLine(n.Message)}",
         KafkaException k => $"Kafka: {OneLine(k.Error.Reason)}",

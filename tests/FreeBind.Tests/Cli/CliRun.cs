@@ -7,7 +7,10 @@ internal static class CliRun
 {
     private static readonly SemaphoreSlim Console1 = new(1, 1);
 
-    public static async Task<(int Code, string Out, string Error)> RunAsync(params string[] args)
+    public static Task<(int Code, string Out, string Error)> RunAsync(params string[] args) => RunAsync(FreeBindCli.Build(), args);
+
+    /// <summary>Runs <paramref name="root"/> (e.g. a command built with a test's registrations) with <paramref name="args"/>.</summary>
+    public static async Task<(int Code, string Out, string Error)> RunAsync(System.CommandLine.Command root, params string[] args)
     {
         await Console1.WaitAsync();
         var (stdout, stderr) = (new StringWriter(), new StringWriter());
@@ -16,7 +19,7 @@ internal static class CliRun
         Console.SetError(stderr);
         try
         {
-            var code = await FreeBindCli.Build().Parse(args).InvokeAsync();
+            var code = await root.Parse(args).InvokeAsync();
             return (code, stdout.ToString(), stderr.ToString());
         }
         finally
