@@ -307,6 +307,37 @@ public sealed class IngestionHarness : IAsyncDisposable
         return result;
     }
 
+    /// <summary>
+    /// Every message a topic holds now, each partition read from its start to its high watermark:
+    /// no count to stop at, so a message published twice is read twice.
+    /// </summary>
+    public List<ConsumeResult<string, byte[]>> ReadWholeTopic(string topic, TimeSpan timeout)
+    {
+        using var consumer = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = Cluster.BootstrapServers,
+            GroupId = "reader-" + Guid.NewGuid().ToString("N")[..8],
+            EnableAutoCommit = false,
+        }).Build();
+        var ends = Enumerable.Range(0, Partitions)
+            .Select(p => new TopicPartition(topic, p))
+            .ToDictionary(tp => tp, tp => consumer.QueryWatermarkOffsets(tp, timeout).High.Value);
+        consumer.Assign(ends.Keys.Select(tp => new TopicPartitionOffset(tp, Offset.Beginning)));
+        var result = new List<ConsumeResult<string, byte[]>>();
+        var left = ends.Where(e => e.Value > 0).Select(e => e.Key).ToHashSet();
+        var watch = Stopwatch.StartNew();
+        while (left.Count > 0)
+        {
+            if (watch.Elapsed > timeout)
+                throw new TimeoutException($"{topic}: {result.Count} messages read in {timeout.TotalSeconds:F0} s, partitions {string.Join(", ", left.Select(tp => tp.Partition.Value))} not read to their end");
+            if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is not { Message: not null } r || r.Offset.Value >= ends[r.TopicPartition]) continue;
+            result.Add(r);
+            if (r.Offset.Value + 1 >= ends[r.TopicPartition]) left.Remove(r.TopicPartition);
+        }
+        consumer.Close();
+        return result;
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var p in _processes)
