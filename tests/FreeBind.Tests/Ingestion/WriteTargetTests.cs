@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FreeBind.Consumers.Ingestion;
@@ -84,6 +85,107 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         Assert.Equal(space2.Version, published["after-003"].SpaceVersion);
         Assert.Equal(space2.Version, published["late-002"].SpaceVersion);
         output.WriteLine($"v1 {v1.Digest}: 27 rows until dropped, v2 {v2.Digest}: 20 rows");
+    }
+
+    [Fact]
+    public async Task A_version_change_reaches_the_worker_by_notification_within_seconds_with_the_poll_at_an_hour()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind++");
+        var logs = new LogCapture();
+        var worker = await h.StartWorkerAsync(overrides: new Dictionary<string, string?>
+        {
+            ["Ingestion:TargetPollSeconds"] = "3600",
+            ["Logging:LogLevel:FreeBind.Consumers.Spaces.TargetWatcher"] = "Debug",
+        }, configure: logs.AddTo);
+        await h.ProduceAsync(Texts("first", 2));
+        await worker.Metrics.WaitForCompletedAsync(2, TimeSpan.FromMinutes(2));
+        // Listening (so the change below cannot be caught by the read that follows a (re)connection).
+        await logs.WaitForAsync(e => e.EventId == 5010, "the watcher never listened");
+        var targets = worker.Services.GetRequiredService<WriteTargets>();
+        var v1 = await h.ActiveVersionAsync();
+
+        var space2 = EngineFixture.Load("imagebind++", FactorSelection.Parse("at-expertise", []));
+        var registered = Stopwatch.StartNew();
+        var v2 = await h.Database.Catalog().EnsureVersionAsync(space2.Name, space2.Version, space2.Dimension, space2.Manifest.ToCanonicalJson());
+        await WaitUntilAsync(() => targets.Current.Targets.Any(t => t.Version.Id == v2.Id), "a registered version was not picked up within 15 s with the poll at 3600 s: no notification arrived",
+            TimeSpan.FromSeconds(15));
+        output.WriteLine($"registration seen after {registered.Elapsed.TotalMilliseconds:F0} ms");
+
+        await h.Database.MakeReadyAsync(v2);
+        var cutOver = Stopwatch.StartNew();
+        await h.Database.Lifecycle().CutOverAsync(v2);
+        await WaitUntilAsync(() => targets.Current.Active?.Version.Id == v2.Id, "a cut-over was not picked up within 15 s with the poll at 3600 s: no notification arrived",
+            TimeSpan.FromSeconds(15));
+        output.WriteLine($"cut-over seen after {cutOver.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.Contains(targets.Current.Targets, t => t.Version.Id == v1.Id && t.Version.State == SpaceVersionState.Retired);
+    }
+
+    [Fact]
+    public async Task Items_processed_before_a_target_change_and_written_after_it_land_in_the_new_set_fused_from_the_same_atoms()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind++");
+        // A gate on media writes: while closed, every write transaction fails as a serialization
+        // failure (transient: retried), so the batch being written waits and the items behind it
+        // are processed (encoded, fused for the targets of that time) and held. (A write held open
+        // inside Postgres would instead block the new version's CREATE TABLE, which references media.)
+        await h.Database.ScalarAsync<int>("""
+            CREATE TABLE test_gate (closed boolean NOT NULL);
+            INSERT INTO test_gate VALUES (false);
+            CREATE FUNCTION test_gate_check() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF (SELECT closed FROM test_gate) THEN
+                    RAISE EXCEPTION 'the test holds writes' USING ERRCODE = 'serialization_failure';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_gate_check BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION test_gate_check();
+            SELECT 1;
+            """);
+        var clock = Stopwatch.StartNew();
+        var worker = await h.StartWorkerAsync();
+        await h.ProduceAsync(Texts("before", 3));
+        await worker.Metrics.WaitForCompletedAsync(3, TimeSpan.FromMinutes(2));
+        var v1 = await h.ActiveVersionAsync();
+        var space1 = EngineFixture.Load("imagebind++");
+        var encoders = worker.Services.GetRequiredService<ExpertEncoders>();
+        var experts = space1.Plans[Modality.Text].Experts.Count;
+        var encodedBefore = Encoded(encoders, space1, Modality.Text);
+
+        // One item's write is held; eleven more are processed for the set {v1} behind it.
+        await h.Database.ScalarAsync<int>("UPDATE test_gate SET closed = true; SELECT 1");
+        var retries = worker.Metrics.Retries;
+        await h.ProduceAsync(Texts("stuck", 1));
+        await WaitUntilAsync(() => worker.Metrics.Retries > retries, "the first write never reached the gate");
+        await h.ProduceAsync(Texts("held", 11));
+        await WaitUntilAsync(() => Encoded(encoders, space1, Modality.Text) - encodedBefore == 12 * experts, "the held items were not processed");
+        await Task.Delay(500); // fusion follows the encoders
+        Assert.Equal(3, worker.Metrics.Completed);
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: 12 items processed for {{v1}}, none written");
+
+        // The set changes while they wait: v2 is registered, then the gate opens.
+        var space2 = EngineFixture.Load("imagebind++", FactorSelection.Parse("at-expertise", []));
+        var v2 = await h.Database.Catalog().EnsureVersionAsync(space2.Name, space2.Version, space2.Dimension, space2.Manifest.ToCanonicalJson());
+        var targets = worker.Services.GetRequiredService<WriteTargets>();
+        await WaitUntilAsync(() => targets.Current.Targets.Count == 2, "the worker did not take the new version as a write target");
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: v2 taken as a target");
+        await h.Database.ScalarAsync<int>("UPDATE test_gate SET closed = false; SELECT 1");
+        await worker.Metrics.WaitForCompletedAsync(15, TimeSpan.FromMinutes(2));
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: all written");
+
+        var store = h.Database.Store();
+        Assert.Equal(15, await store.CountAsync(v1));
+        // The write in progress during the change went to the set it started with; everything written after it to the new set.
+        Assert.Null(await store.GetEmbeddingAsync(v2, "stuck-000"));
+        Assert.Equal(11, await store.CountAsync(v2));
+        // Re-targeting fused from the atoms the items already had: no encoder ran again.
+        Assert.Equal(12 * experts, Encoded(encoders, space1, Modality.Text) - encodedBefore);
+        foreach (var id in Enumerable.Range(0, 11).Select(i => $"held-{i:D3}"))
+        {
+            var atoms = (await store.GetAtomsAsync(id)).ToDictionary(a => a.Expert, a => a.Vector.ToArray());
+            Assert.Equal(space1.Plans[Modality.Text].Experts.Order(), atoms.Keys.Order());
+            Assert.True(Jsonl.MaxAbsDiff(await engine.Fusion.FuseAsync(space1, Modality.Text, atoms), (await store.GetEmbeddingAsync(v1, id))!) <= 1e-5f, id);
+            Assert.True(Jsonl.MaxAbsDiff(await engine.Fusion.FuseAsync(space2, Modality.Text, atoms), (await store.GetEmbeddingAsync(v2, id))!) <= 1e-5f, id);
+        }
     }
 
     /// <summary>
@@ -196,10 +298,13 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
     private static long Encoded(ExpertEncoders encoders, SpaceDefinition space, Modality modality) =>
         space.Plans[modality].Experts.Sum(e => encoders.Model(space, e, modality).Batcher.Counters.Items);
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string failure)
+    private static Task WaitUntilAsync(Func<bool> condition, string failure, TimeSpan? timeout = null) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), failure, timeout);
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string failure, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!condition())
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        while (!await condition())
         {
             if (DateTime.UtcNow > deadline) throw new TimeoutException(failure);
             await Task.Delay(50);
