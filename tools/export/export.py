@@ -144,7 +144,10 @@ class Run:
             feeds.append([(i.name, np.zeros((1, *i.shape), np.float32)) for i in exp.inputs])
         o32, _ = self.product.run_onnx(path, feeds)
         t0 = time.time()
-        onnx_files.convert_fp16(path, exp.float32_scopes)
+        try:
+            onnx_files.convert_fp16(path, exp.float32_scopes)
+        except ValueError as e:
+            raise checks.CheckFailed(f"{path}: cannot be converted to float16: {e}; export without --fp16") from None
         o16, _ = self.product.run_onnx(path, feeds)
         figures = {"convert_seconds": round(time.time() - t0, 2), "bytes": onnx_files.file_bytes(path)}
         labels = ["random"] + (["real"] if real is not None else []) + (["zeros"] if len(feeds) > 1 + (real is not None) else [])

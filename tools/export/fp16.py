@@ -33,7 +33,8 @@ FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2)}
 def _half(t: TensorProto) -> TensorProto:
     arr = numpy_helper.to_array(t)
     if arr.size and np.isfinite(arr).all() and np.abs(arr).max() > 65504:
-        raise ValueError(f"tensor {t.name} holds values beyond float16's range")
+        raise ValueError(f"{repr(t.name) if t.name else 'a constant'} holds {np.abs(arr).max():.3g}, beyond float16's "
+                         f"range (65504)")
     return numpy_helper.from_array(arr.astype(np.float16), t.name)
 
 
