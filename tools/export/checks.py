@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+from typing import Iterable
+
 import numpy as np
 import onnx
 import torch
@@ -170,11 +174,63 @@ def compare(path: str, exp: Export, product, *, seed: int, real: list[np.ndarray
     return figures
 
 
+class UpstreamUnavailable(CheckFailed):
+    """--verify-upstream cannot run: upstream's code is not importable (stops the part)."""
+
+
+# What --verify-upstream imports per part: (module to import, or FREEBIND_CODE + a file in it; what it is).
+FREEBIND_CODE = "FREEBIND_UPSTREAM_CODE"
+_IMAGEBIND = ("imagebind.models.imagebind_model", "ImageBind (facebookresearch/ImageBind, with its requirements)")
+_LAION_CLAP = ("laion_clap", "laion_clap (LAION-AI/CLAP, with transformers <= 4.30.2)")
+UPSTREAM_CODE = {
+    "imagebind": [_IMAGEBIND],
+    "imagebind-audio-ft": [_IMAGEBIND, (FREEBIND_CODE, "models/imagebind_audio.py"), (FREEBIND_CODE, "models/projector.py")],
+    "projectors": [(FREEBIND_CODE, "models/projector.py")],
+    "clap-general": [_LAION_CLAP],
+    "clap-music": [_LAION_CLAP],
+    "internvl-c": [("transformers", "transformers (InternVL's remote code runs through it)")],
+}
+
+
+def upstream_problem(parts: Iterable[str]) -> str | None:
+    """Why --verify-upstream cannot run for these parts (one sentence), or None."""
+    missing: dict[str, list[str]] = {}
+    for part in parts:
+        for module, what in UPSTREAM_CODE.get(part, []):
+            if module == FREEBIND_CODE:
+                folder = os.environ.get(FREEBIND_CODE)
+                if not folder:
+                    key = f"{FREEBIND_CODE} (set it to a clone of zehanwang01/FreeBind)"
+                elif not os.path.isfile(os.path.join(folder, what)):
+                    key = f"{FREEBIND_CODE}={folder} (it has no {what}: is it a clone of zehanwang01/FreeBind?)"
+                else:
+                    continue
+            else:
+                try:
+                    importlib.import_module(module)
+                    continue
+                except ImportError as e:
+                    name = getattr(e, "name", None) or str(e)
+                    key = what if name and module.startswith(name.split(".")[0]) else f"{what}: it needs '{name}'"
+            missing.setdefault(key, [])
+            if part not in missing[key]:
+                missing[key].append(part)
+    if not missing:
+        return None
+    return ("--verify-upstream runs upstream's own code, which is not importable here: " +
+            "; ".join(f"{k} for {', '.join(v)}" for k, v in missing.items()) +
+            ". Install it, or export without --verify-upstream")
+
+
 def compare_upstream(exp: Export, *, seed: int, real: list[np.ndarray] | None, tolerance: float = TOLERANCE) -> dict:
     """The tool's PyTorch module against upstream's own forward (--verify-upstream)."""
     if exp.upstream is None:
         raise CheckFailed(f"{exp.file}: no upstream comparison is defined for this file")
-    upstream = exp.upstream()
+    try:
+        upstream = exp.upstream()
+    except ImportError as e:
+        raise UpstreamUnavailable(f"--verify-upstream: upstream's code for {exp.file} cannot be imported ({e}); "
+                                  f"install it, or export without --verify-upstream") from None
     rng = np.random.default_rng(seed + 2)
     figures = {}
     for label, arrays in (("random", exp.random_inputs(rng, CHECK_ROWS)), ("real", real)):

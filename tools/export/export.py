@@ -89,6 +89,9 @@ class Run:
         for exp in part.exports(vars(self.args), files):
             try:
                 self.export_one(part, exp, digests, time.time() - t_build)
+            except checks.UpstreamUnavailable:
+                self.remove(exp.file)
+                raise  # the same for every file of the part: one line
             except (checks.CheckFailed, ProductError) as e:
                 self.remove(exp.file)
                 self.fail(f"[{part.name}] {e}")
@@ -224,6 +227,9 @@ def main(argv=None) -> int:
         return 2
     for msg in skipped:
         log("skip: " + msg)
+    if args.verify_upstream and (problem := checks.upstream_problem(part.name for part, _ in runs)):
+        log(f"error: {problem}")
+        return 1
     os.makedirs(args.out, exist_ok=True)
     with product:
         run = Run(args, manifests, product, RealInputs(product, media, os.path.abspath(args.out)))
@@ -233,7 +239,8 @@ def main(argv=None) -> int:
             except (CheckpointError, ProductError, checks.CheckFailed) as e:
                 run.fail(f"[{part.name}] {e}")
             except ModuleNotFoundError as e:
-                run.fail(f"[{part.name}] the architecture module is not available ({e.name}); this part cannot be exported yet")
+                run.fail(f"[{part.name}] needs the Python module '{e.name}', which is not installed "
+                         f"(re-run with --debug to see where)")
             except Exception as e:  # noqa: BLE001 — one line per part; --debug shows where
                 if args.debug:
                     raise

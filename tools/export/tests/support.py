@@ -39,8 +39,8 @@ def freebind(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["dotnet", DLL, *args], env=env, capture_output=True, text=True)
 
 
-def run_export(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, FREEBIND_SHARED=SHARED)
+def run_export(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ if env is None else env, FREEBIND_SHARED=SHARED)
     return subprocess.run([PY, os.path.join(TOOL, "export.py"), *args], env=env, capture_output=True, text=True)
 
 

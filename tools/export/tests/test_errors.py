@@ -89,6 +89,46 @@ class InputErrors(unittest.TestCase):
         self.assertRegex(self.error_line(p), r"^error: \[clap-music\] --clap-music, --roberta not given: skipping 4 files; "
                                              r"spaces left out: imagebind\+\+, internvl-ib\+\+, internvl-ib-ft\+\+$")
 
+    def test_verify_upstream_without_upstream_code(self):
+        """One line naming what to install (ImageBind) and FREEBIND_UPSTREAM_CODE; exit 1; nothing written."""
+        freebind = os.path.join(self.dir, "checkpoints")
+        os.makedirs(freebind, exist_ok=True)
+        torch.save({}, os.path.join(freebind, "InternVL_IB_audio_with_head.pt"))  # refused before it is read
+        env = {k: v for k, v in os.environ.items() if k != "FREEBIND_UPSTREAM_CODE"}
+        out = os.path.join(self.dir, "verify-root")
+        p = support.run_export("--imagebind", self.good, "--clip-bpe", support.CLIP_BPE, "--freebind", freebind,
+                               "--out", out, "--only", "imagebind,imagebind-audio-ft", "--media", support.MEDIA,
+                               "--verify-upstream", env=env)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(self.error_line(p),
+                         "error: --verify-upstream runs upstream's own code, which is not importable here: ImageBind "
+                         "(facebookresearch/ImageBind, with its requirements) for imagebind, imagebind-audio-ft; "
+                         "FREEBIND_UPSTREAM_CODE (set it to a clone of zehanwang01/FreeBind) for imagebind-audio-ft. "
+                         "Install it, or export without --verify-upstream")
+        self.assertFalse(os.path.exists(out))
+
+    def test_verify_upstream_with_a_dependency_of_upstream_missing(self):
+        # an ImageBind that is installed but lacks one of its requirements; FreeBind's code in a folder
+        # that is not a FreeBind clone
+        fake = os.path.join(self.dir, "site")
+        os.makedirs(os.path.join(fake, "imagebind"), exist_ok=True)
+        with open(os.path.join(fake, "imagebind", "__init__.py"), "w") as f:
+            f.write("import timm_that_is_not_installed\n")
+        env = dict(os.environ, PYTHONPATH=fake, FREEBIND_UPSTREAM_CODE=self.dir)
+        out = os.path.join(self.dir, "verify-root-2")
+        p = support.run_export("--imagebind", self.good, "--clip-bpe", support.CLIP_BPE, "--out", out,
+                               "--only", "imagebind", "--media", support.MEDIA, "--verify-upstream", env=env)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(self.error_line(p),
+                         "error: --verify-upstream runs upstream's own code, which is not importable here: ImageBind "
+                         "(facebookresearch/ImageBind, with its requirements): it needs 'timm_that_is_not_installed' "
+                         "for imagebind. Install it, or export without --verify-upstream")
+        self.assertFalse(os.path.exists(out))
+        p = support.run_export("--freebind", fake, "--out", out, "--only", "projectors", "--verify-upstream", env=env)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn(f"FREEBIND_UPSTREAM_CODE={self.dir} (it has no models/projector.py: is it a clone of "
+                      f"zehanwang01/FreeBind?) for projectors", self.error_line(p))
+
     def test_an_unknown_part(self):
         p = support.run_export("--out", os.path.join(self.dir, "x"), "--only", "imagebind,clip")
         self.assertEqual(p.returncode, 2)
