@@ -112,6 +112,10 @@ class Run:
         checks.check_declaration(exp, expected)
         entry = {"part": part.name, "sources": digests, "facts": exp.facts, "build_seconds": round(built, 2)}
         real = self.real.get(part, exp)
+        if exp.is_projector:
+            atoms = self.real.atoms(expected.source)
+            entry["real_inputs"] = (f"n(atoms) of the sample media and captions through {', '.join(atoms[1])}" if atoms
+                                    else f"none: no encoder file of {expected.source} in the model root")
         if self.args.verify_upstream:
             entry["upstream"] = checks.compare_upstream(exp, seed=seed, real=real)
         entry.update(onnx_files.write(exp, self.root, batch=EXPORT_BATCH * expected.rows_per_item, seed=seed))
@@ -220,7 +224,12 @@ def main(argv=None) -> int:
         runs, skipped = plan({k: getattr(args, k) for k in P.OPTION_OF}, args.only, manifests)
         needs_media = any(checks.PROFILE_MODALITY.get(e.profile) in ("image", "audio")
                           for part, files in runs for e in (part.files[f] for f in files))
-        media = find_media(args.media, args.freebind) if needs_media else None
+        try:
+            media = find_media(args.media, args.freebind)
+        except UsageError:
+            if needs_media or args.media:
+                raise
+            media = None  # projectors then check their sources' atoms of the texts only
         product = Product(args.freebind_cli, args.spaces)
     except (UsageError, ProductError, FileNotFoundError, ValueError) as e:
         log(f"error: {e}")
@@ -232,7 +241,7 @@ def main(argv=None) -> int:
         return 1
     os.makedirs(args.out, exist_ok=True)
     with product:
-        run = Run(args, manifests, product, RealInputs(product, media, os.path.abspath(args.out)))
+        run = Run(args, manifests, product, RealInputs(product, media, os.path.abspath(args.out), manifests))
         for part, files in runs:
             try:
                 run.run_part(part, files)

@@ -105,23 +105,57 @@ def media_files(folder: str, kind: str) -> list[str]:
 
 
 class RealInputs:
-    """The model tensors of the sample media and texts, made by the product's preprocessing, per profile."""
+    """The model tensors of the sample media and texts, made by the product's preprocessing, per
+    profile; for projectors, the atoms of their source expert's exported encoders on the same items."""
 
-    def __init__(self, product: Product, media: str | None, root: str):
-        self.product, self.media, self.root = product, media, root
+    def __init__(self, product: Product, media: str | None, root: str, manifests: P.Manifests | None = None):
+        self.product, self.media, self.root, self.manifests = product, media, root, manifests
         self._cache: dict[str, list[np.ndarray]] = {}
+        self._atoms: dict[str, tuple[np.ndarray, list[str]]] = {}
 
     def get(self, part: P.Part, exp) -> list[np.ndarray] | None:
         if exp.is_projector:
-            return None  # projectors get random unit vectors, as the bonds feed them
-        if exp.profile not in self._cache:
-            modality = checks.PROFILE_MODALITY[exp.profile]
+            atoms = self.atoms(part.files[exp.file].source) if exp.file in part.files else None
+            return None if atoms is None else [atoms[0]]
+        return self.tensors(exp.profile, part, [i.name for i in exp.inputs])
+
+    def tensors(self, profile: str, part: P.Part, names, optional: bool = False) -> list[np.ndarray] | None:
+        """The profile's tensors of the samples; with `optional`, None when the media folder or the
+        tokenizer is not there (a projector's source encoder from an earlier run)."""
+        if profile not in self._cache:
+            modality = checks.PROFILE_MODALITY[profile]
             if modality == "text":
                 items = TEXTS
-                toks = [os.path.join(self.root, t) for t in part.tokenizer_profiles.get(exp.profile, [])]
+                toks = [os.path.join(self.root, t) for t in part.tokenizer_profiles.get(profile, [])]
+                if optional and not all(os.path.isfile(t) for t in toks):
+                    return None
+            elif optional and self.media is None:
+                return None
             else:
                 items, toks = media_files(self.media, modality), []
-            names = [i.name for i in exp.inputs]
-            per_item = [self.product.preprocess(exp.profile, toks, it, names) for it in items]
-            self._cache[exp.profile] = [np.concatenate([p[k] for p in per_item]) for k in range(len(names))]
-        return self._cache[exp.profile]
+            per_item = [self.product.preprocess(profile, toks, it, names) for it in items]
+            self._cache[profile] = [np.concatenate([p[k] for p in per_item]) for k in range(len(names))]
+        return self._cache[profile]
+
+    def atoms(self, expert: str | None) -> tuple[np.ndarray, list[str]] | None:
+        """n(atom) of every sample item through the expert's encoder files in the root, as the bonds
+        feed a projector (an item's clip rows averaged first); None when no encoder file is there."""
+        if expert is None or self.manifests is None or expert not in self.manifests.parts:
+            return None
+        if expert not in self._atoms:
+            part = self.manifests.parts[expert]
+            rows, used = [], []
+            for e in part.files.values():
+                path = os.path.join(self.root, e.file)
+                if e.profile is None or not os.path.isfile(path):
+                    continue
+                names = [i.name for i in checks.PROFILE_INPUTS[e.profile]]
+                arrays = self.tensors(e.profile, part, names, optional=True)
+                if arrays is None:
+                    continue
+                (out,), _ = self.product.run_onnx(path, [list(zip(names, arrays))])
+                out = out.reshape(-1, e.rows_per_item, out.shape[1]).mean(1)
+                rows.append(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12))
+                used.append(e.file)
+            self._atoms[expert] = (np.concatenate(rows).astype(np.float32), used) if rows else None
+        return self._atoms[expert]

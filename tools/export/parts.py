@@ -62,6 +62,7 @@ class Expected:
     input_width: Optional[int] = None    # projectors
     expert: Optional[str] = None
     projector_set: Optional[str] = None
+    source: Optional[str] = None         # projectors: the expert whose atoms they read
 
 
 @dataclass
@@ -132,12 +133,14 @@ def read_manifests(spaces_dir: str) -> Manifests:
             # A set read from the fine-tuned audio trunk is that file's own head.
             p = part(FT_EXPERT, ["freebind"]) if ps["source"] == FT_EXPERT else part("projectors", ["freebind"])
             for rel in ps["files"]:
-                add(p, Expected(rel, ps["outputDimension"], input_width=ps["inputDimension"], projector_set=set_name))
+                add(p, Expected(rel, ps["outputDimension"], input_width=ps["inputDimension"], projector_set=set_name,
+                                source=ps["source"]))
                 need.add(rel)
         spaces[m["name"]] = need
     for p in parts.values():
         p.exports = _BINDINGS[p.name]
-    order = ["imagebind", FT_EXPERT, "projectors", "clap-general", "clap-music", "internvl-c"]
+    # projectors last: their real-input check reads the atoms of the encoders exported before them
+    order = ["imagebind", FT_EXPERT, "clap-general", "clap-music", "internvl-c", "projectors"]
     return Manifests(spaces, {n: parts[n] for n in order if n in parts})
 
 

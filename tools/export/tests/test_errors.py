@@ -132,7 +132,8 @@ class InputErrors(unittest.TestCase):
     def test_an_unknown_part(self):
         p = support.run_export("--out", os.path.join(self.dir, "x"), "--only", "imagebind,clip")
         self.assertEqual(p.returncode, 2)
-        self.assertIn("--only clip: unknown part; parts are imagebind, imagebind-audio-ft, projectors", self.error_line(p))
+        self.assertIn("--only clip: unknown part; parts are imagebind, imagebind-audio-ft, clap-general, clap-music, "
+                      "internvl-c, projectors", self.error_line(p))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,16 @@ class Export(unittest.TestCase):
             e = r["files"][rel]
             self.assertEqual(e["sha256"], sha256_path(os.path.join(ROOT, rel)), rel)
             c = e["checks"]
-            for k in ("random_max_abs", "batch1_vs_batchN_max_abs") + (("real_max_abs",) if rel.startswith("encoders/") else ()):
+            for k in ("random_max_abs", "batch1_vs_batchN_max_abs", "real_max_abs"):
                 self.assertLessEqual(c[k], checks.TOLERANCE, f"{rel} {k}")
+            if not rel.startswith("encoders/"):
+                # projectors: beside random unit vectors, their source expert's atoms of the sample media
+                # and captions, through the encoder files exported before them
+                source = next(e.source for p in m.parts.values() for f, e in p.files.items() if f == rel)
+                rows = {"imagebind": 3 + 3 + 4, "imagebind-audio-ft": 3, "clap-general": 3 + 4, "clap-music": 3 + 4}[source]
+                self.assertEqual(c["real_rows"], rows, rel)
+                self.assertTrue(e["real_inputs"].startswith("n(atoms) of the sample media and captions through "
+                                                            f"encoders/{source}/"), rel)
         tokenizers = {t for p in m.parts.values() for t in p.tokenizers}
         self.assertEqual(set(r["tokenizers"]), tokenizers)
         for tok in tokenizers:
