@@ -255,6 +255,7 @@ def main(argv=None) -> int:
                     raise
                 run.fail(f"[{part.name}] stopped by {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
                          f"(re-run with --debug for the trace)")
+            run.record.data["checked_by"] = product.describe()
             run.record.save()
         run.validate()
         run.record.save()

@@ -39,6 +39,27 @@ class Product:
                         Logging__LogLevel__Default="Warning")
         self._serve: subprocess.Popen | None = None
         self._serve_log = None
+        self.provider: str | None = None  # the execution provider onnx-run reported
+
+    def describe(self) -> dict:
+        """What ran the checks, for export.json: the command, the build (its freebind.dll's SHA-256 and
+        time) and the ONNX Runtime package it was built with (from freebind.deps.json)."""
+        d: dict = {"command": self.argv, "execution_provider": self.provider}
+        dll = next((a for a in self.argv if a.endswith(".dll") and os.path.isfile(a)), None)
+        if dll is None:
+            return d
+        import hashlib
+        from datetime import datetime, timezone
+        with open(dll, "rb") as f:
+            d["dll_sha256"] = hashlib.sha256(f.read()).hexdigest()
+        d["dll_built_utc"] = datetime.fromtimestamp(os.path.getmtime(dll), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deps = os.path.splitext(dll)[0] + ".deps.json"
+        if os.path.isfile(deps):
+            with open(deps, encoding="utf-8") as f:
+                libraries = json.load(f).get("libraries", {})
+            d["onnxruntime"] = sorted(k.replace("/", " ") for k in libraries
+                                      if k.startswith("Microsoft.ML.OnnxRuntime") and "Managed" not in k)
+        return d
 
     def _run(self, args: Sequence[str], what: str) -> str:
         p = subprocess.run(self.argv + list(args), env=self.env, capture_output=True, text=True)
@@ -92,7 +113,19 @@ class Product:
                 tail = [l for l in self._serve_log.read().splitlines() if l.strip()][-3:]
                 self._serve = None
                 raise ProductError(f"ONNX Runtime on {model}: the product's runner stopped ({' '.join(tail) or 'no output'})")
-            answer = json.loads(line)
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or "ok" not in answer:
+                server.kill()  # it does not speak this protocol: do not wait for it
+                server.wait()
+                server.stdin.close()
+                server.stdout.close()
+                self._serve = None
+                raise ProductError(f"the product at {' '.join(self.argv)} is older than this tool (its onnx-run answered "
+                                   f"{line.strip()[:60]!r}): rebuild it (dotnet build src/Consumers -c Release)")
+            self.provider = answer.get("provider", self.provider)
             if not answer.get("ok"):
                 raise ProductError(f"ONNX Runtime on {model}: {answer.get('error')}")
             return [np.load(r["output"]) for r in runs], list(answer["seconds"])

@@ -129,6 +129,41 @@ class InputErrors(unittest.TestCase):
         self.assertIn(f"FREEBIND_UPSTREAM_CODE={self.dir} (it has no models/projector.py: is it a clone of "
                       f"zehanwang01/FreeBind?) for projectors", self.error_line(p))
 
+    def test_omitted_inputs_skip_their_parts_with_one_line_each(self):
+        out = os.path.join(self.dir, "skip-root")
+        p = support.run_export("--out", out)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        ib_spaces = "imagebind, imagebind++, internvl-ib, internvl-ib++, internvl-ib-ft, internvl-ib-ft++"
+        pp = "imagebind++, internvl-ib++, internvl-ib-ft++"
+        self.assertEqual([l for l in p.stdout.splitlines() if l.startswith("skip: ")], [
+            f"skip: [imagebind] --imagebind, --clip-bpe not given: skipping 4 files; spaces left out: {ib_spaces}",
+            "skip: [imagebind-audio-ft] --freebind not given: skipping 8 files; spaces left out: internvl-ib-ft, "
+            "internvl-ib-ft++",
+            f"skip: [clap-general] --clap-general, --roberta not given: skipping 4 files; spaces left out: {pp}",
+            f"skip: [clap-music] --clap-music, --roberta not given: skipping 4 files; spaces left out: {pp}",
+            "skip: [internvl-c] --internvl not given: skipping 3 files; spaces left out: internvl-ib, internvl-ib++, "
+            "internvl-ib-ft, internvl-ib-ft++",
+            "skip: [projectors] --freebind not given: skipping 49 files; spaces left out: imagebind++, internvl-ib, "
+            "internvl-ib++, internvl-ib-ft, internvl-ib-ft++"])
+        self.assertEqual(os.listdir(out), ["export.json"])
+        # one input of a part given, the other omitted: the line names only the omitted one
+        p = support.run_export("--out", out, "--clap-general", self.good, "--clap-music", self.good)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn(f"skip: [clap-general] --roberta not given: skipping 4 files; spaces left out: {pp}\n", p.stdout)
+        self.assertIn(f"skip: [clap-music] --roberta not given: skipping 4 files; spaces left out: {pp}\n", p.stdout)
+
+    def test_a_product_build_older_than_the_tool_is_named(self):
+        # a freebind whose onnx-run does not speak the tool's protocol (a build from before it)
+        fake = os.path.join(self.dir, "old_freebind.py")
+        with open(fake, "w") as f:
+            f.write("import sys\nfor line in sys.stdin:\n    print('Usage: freebind [command]', flush=True)\n")
+        from product import Product, ProductError
+        with Product(f"{support.PY} {fake}", os.path.join(support.REPO, "spaces")) as product:
+            with self.assertRaisesRegex(ProductError, r"^the product at .*old_freebind\.py is older than this tool \(its "
+                                                      r"onnx-run answered 'Usage: freebind \[command\]'\): rebuild it "
+                                                      r"\(dotnet build src/Consumers -c Release\)$"):
+                product.run_onnx(os.path.join(self.dir, "x.onnx"), [[("x", np.zeros((1, 2), np.float32))]])
+
     def test_an_unknown_part(self):
         p = support.run_export("--out", os.path.join(self.dir, "x"), "--only", "imagebind,clip")
         self.assertEqual(p.returncode, 2)

@@ -84,6 +84,13 @@ class Export(unittest.TestCase):
         self.assertEqual(r["libraries"]["torch"], torch.__version__)
         self.assertEqual(r["libraries"]["onnx"], onnx.__version__)
         self.assertEqual(r["libraries"]["opset"], 17)
+        # the product build that ran the checks, and its ONNX Runtime
+        by = r["checked_by"]
+        self.assertEqual(by["command"], ["dotnet", support.DLL])
+        self.assertEqual(by["dll_sha256"], sha256_path(support.DLL))
+        self.assertEqual(by["execution_provider"], "CPU")
+        self.assertTrue(by["onnxruntime"] and all(v.startswith("Microsoft.ML.OnnxRuntime") and v.split()[1][0].isdigit()
+                                                  for v in by["onnxruntime"]), by["onnxruntime"])
         self.assertEqual(r["sources"]["--internvl"]["sha256"], sha256_path(TREE.internvl))
         self.assertTrue(r["validate"]["ok"])
         self.assertEqual(r["validate"]["spaces"], sorted(SPACES))
@@ -121,7 +128,15 @@ class Export(unittest.TestCase):
         audios = [os.path.join(support.MEDIA, "toilet.wav"), long_clip]
         texts = ["an audio of barbeque"]
         modules = Modules()
-        for space in ("imagebind++", "internvl-ib-ft++", "internvl-ib"):
+        # the experts each space runs per modality (spaces/*.json, restated): every one must give an atom
+        experts = {"imagebind++": {"image": {"imagebind"}, "audio": {"imagebind", "clap-general", "clap-music"},
+                                   "text": {"imagebind", "clap-general", "clap-music"}},
+                   "internvl-ib-ft++": {"image": {"imagebind", "internvl-c"},
+                                        "audio": {"imagebind-audio-ft", "clap-general", "clap-music"},
+                                        "text": {"imagebind", "internvl-c", "clap-general", "clap-music"}},
+                   "internvl-ib": {"image": {"imagebind", "internvl-c"}, "audio": {"imagebind"},
+                                   "text": {"imagebind", "internvl-c"}}}
+        for space in experts:
             out = os.path.join(support.WORK, f"embed-{space}.jsonl")
             p = support.freebind("embed", "--space", space, "--models", ROOT, *sum((["--image", i] for i in images), []),
                                  *sum((["--audio", a] for a in audios), []), *sum((["--text", x] for x in texts), []),
@@ -133,7 +148,7 @@ class Export(unittest.TestCase):
             self.assertEqual(len(rows), len(items))
             for row, (modality, item) in zip(rows, items):
                 self.assertEqual(row["modality"], modality)
-                self.assertTrue(row["experts"])
+                self.assertEqual(set(row["experts"]), experts[space][modality], f"{space} {row['id']}")
                 for expert, atom in row["experts"].items():
                     want = modules.atom(expert, modality, item)
                     diff = float(np.max(np.abs(np.array(atom, dtype=np.float32) - want)))
