@@ -171,8 +171,11 @@ def build_clap(variant: str, state: dict, roberta: str):
     if isinstance(model.text_branch, upstream_standins.RobertaStandIn):
         model.text_branch.load_transformers_keys(tower)
     else:
-        model.text_branch.load_state_dict({k: v for k, v in tower.items() if k != "embeddings.position_ids"},
-                                          strict=False)
+        # position_ids is a buffer that only some transformers versions save
+        missing, unexpected = model.text_branch.load_state_dict(tower, strict=False)
+        if set(missing) - {"embeddings.position_ids"} or set(unexpected) - {"embeddings.position_ids"}:
+            raise SystemExit(f"error: transformers' RobertaModel refuses the reduced text tower: missing {missing[:4]}, "
+                             f"unexpected {unexpected[:4]}")
     return model.eval()
 
 
