@@ -37,8 +37,10 @@ public sealed record SpaceUpdate(SpaceVersion Before, SpaceVersion After, Guid R
 /// </summary>
 internal sealed class DemoSpaceUpdate(IHost host)
 {
-    // A run that shows no change for this long is reported, not waited for.
-    private static readonly TimeSpan Stall = TimeSpan.FromMinutes(2);
+    // A run that shows no change for this long is reported, not waited for. Failing steps end the run
+    // themselves (the saga fails it); this bounds the rest, with room for a verify gate that recomputes
+    // its sample with full-size encoders on a CPU (FREEBIND_MODELS).
+    private static readonly TimeSpan Stall = TimeSpan.FromMinutes(10);
 
     // One query item per modality for the before/after neighbours.
     private static readonly string[] Queries = ["BBQ.wav", "an audio of barbeque", "BBQ.jpeg"];
@@ -117,6 +119,9 @@ internal sealed class DemoSpaceUpdate(IHost host)
                         await _services.GetRequiredService<IBus>().Publish(new CutOverReembedding(id), ct);
                         cutOverSent = true;
                         break;
+                    case "Ready" when run.Reason is not null:
+                        // Back from activating: the cut-over transaction refused (the saga keeps the run ready).
+                        throw new DemoException($"the cut-over of run {id} was refused: {run.Reason}; v{active.Version.Id} stays active");
                     case "Active":
                         var before = await _services.GetRequiredService<SpaceCatalog>().GetAsync(active.Version.Id, ct)
                             ?? throw new DemoException($"the replaced version v{active.Version.Id} vanished after the cut-over");
@@ -133,15 +138,15 @@ internal sealed class DemoSpaceUpdate(IHost host)
                 }
             }
             if (clock.Elapsed - lastChange > Stall)
-                throw new DemoException($"the re-embedding run {id} made no progress for {Stall.TotalMinutes} minutes (phase {run?.CurrentState.ToLowerInvariant() ?? "not started"}); v{active.Version.Id} stays active");
+                throw new DemoException($"the re-embedding run {id} made no progress for {Stall.TotalMinutes} minutes (phase {run?.CurrentState.ToLowerInvariant() ?? "not started"}; the log above says why); v{active.Version.Id} stays active");
             await Task.Delay(50, ct);
         }
     }
 
     private static string Detail(ReembeddingRun run) => run.CurrentState switch
     {
-        "Verifying" => $"{run.Done:N0} of {run.Items:N0} items written in {run.CompletedBatches.Count} batch{(run.CompletedBatches.Count == 1 ? "" : "es")}" +
-                       (run.FailedByReason.Count > 0 ? ", failed: " + string.Join(", ", run.FailedByReason.Select(f => $"{f.Key} {f.Value}")) : "") +
+        "Verifying" => $"{N(run.Done)} of {N(run.Items)} items written in {run.CompletedBatches.Count} batch{(run.CompletedBatches.Count == 1 ? "" : "es")}" +
+                       (run.FailedByReason.Count > 0 ? ", failed: " + string.Join(", ", run.FailedByReason.Select(f => $"{f.Key} {N(f.Value)}")) : "") +
                        "; the gate checks the new version",
         "Ready" => "the verify gate passed; cutting over (what `freebind reembed cutover RUN` does)",
         _ => "",
@@ -151,9 +156,11 @@ internal sealed class DemoSpaceUpdate(IHost host)
     {
         foreach (var change in run.Changes) Console.WriteLine("change      " + change);
         var pure = run.ReencodeByExpert.Count == 0 && run.NotRetrievableByReason.Count == 0;
-        Console.WriteLine($"plan        {run.Items:N0} items: " + ReembedCommand.PlanLine(run.Refuse, run.ReencodeByExpert, run.NotRetrievableByReason) +
+        Console.WriteLine($"plan        {N(run.Items)} items: " + ReembedCommand.PlanLine(run.Refuse, run.ReencodeByExpert, run.NotRetrievableByReason) +
                           (pure ? " — a pure re-fusion from the stored atoms: no media read, no encoder run" : ""));
     }
+
+    private static string N(long count) => count.ToString("N0", CultureInfo.InvariantCulture);
 
     private async Task PrintGateAsync(Guid id, CancellationToken ct)
     {
