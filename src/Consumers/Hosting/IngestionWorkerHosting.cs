@@ -21,6 +21,7 @@ public static class IngestionWorkerHosting
         var services = builder.Services;
         services.AddOptions<KafkaOptions>().BindConfiguration(KafkaOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IValidateOptions<KafkaOptions>, KafkaSettings.SecretsFromEnvironment>();
+        services.AddSingleton<IValidateOptions<KafkaOptions>, KafkaSettings.Buildable>();
         services.AddSingleton<KafkaClients>();
         services.AddSingleton<MessageProcessor>();
         services.AddSingleton<TargetWatcher>();

@@ -50,6 +50,7 @@ public sealed partial class IngestionWorker(
         var o = options.Value;
         var k = kafkaOptions.Value;
         var set = await targets.StartAsync(stoppingToken);
+        await kafka.WaitForBrokersAsync(retries, stoppingToken);
         watcher.Failed += Fail;
         watcher.Begin();
         var book = new PartitionBook(metrics);

@@ -22,6 +22,10 @@ public sealed class KafkaOptions
     /// <summary>Partitions of the topics the embedded cluster creates.</summary>
     [Range(1, 1024)] public int EmbeddedPartitions { get; set; } = 6;
 
+    /// <summary>How long a starting worker waits for a broker to answer before it stops with one clear error.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     [Required] public string GroupId { get; set; } = "freebind-ingestion";
     [Required] public string Topic { get; set; } = "media.events";
     [Required] public string OutputTopic { get; set; } = "media.embedded";

@@ -75,6 +75,24 @@ public static class KafkaSettings
 
     private static string Normalise(string key) => key.Replace(".", "", StringComparison.Ordinal).Replace("_", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal).ToLowerInvariant();
 
+    /// <summary>Builds both clients' settings at start, so a pass-through setting that is unknown, managed by the worker, or too small for the content caps stops the start in one line.</summary>
+    internal sealed class Buildable(IOptions<FreeBind.Consumers.Pipeline.Content.ContentOptions> content) : IValidateOptions<KafkaOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, KafkaOptions options)
+        {
+            try
+            {
+                KafkaClients.ConsumerConfig(options, content.Value);
+                KafkaClients.ProducerConfig(options, content.Value);
+                return ValidateOptionsResult.Success;
+            }
+            catch (ArgumentException e)
+            {
+                return ValidateOptionsResult.Fail(e.Message);
+            }
+        }
+    }
+
     /// <summary>Refuses secrets read from a settings file: they belong in the environment (or a secret store that sets it).</summary>
     internal sealed class SecretsFromEnvironment(IConfiguration configuration) : IValidateOptions<KafkaOptions>
     {

@@ -41,6 +41,45 @@ public sealed partial class Retries(IOptions<IngestionOptions> options, Ingestio
 
     private ResiliencePipeline? _item;
 
+    /// <summary>
+    /// Start-up against a dependency that may not be up yet (a deployment starting every service at
+    /// once): failures <paramref name="unavailable"/> accepts are retried with the same backoff until
+    /// <paramref name="timeout"/> has passed since the first try; the last one then escapes.
+    /// </summary>
+    /// <param name="dependency">Named in the wait's log lines ("Waiting for Kafka").</param>
+    /// <param name="timeout">How long to keep trying.</param>
+    /// <param name="unavailable">True for a failure that means "not reachable (yet)".</param>
+    public ResiliencePipeline Startup(string dependency, TimeSpan timeout, Func<Exception, bool> unavailable)
+    {
+        var started = TimeProvider.System.GetTimestamp();
+        TimeSpan? logged = null;
+        return new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e and not OperationCanceledException
+                                                        && unavailable(e) && TimeProvider.System.GetElapsedTime(started) < timeout),
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+            Delay = BaseDelay,
+            MaxDelay = MaxDelay,
+            OnRetry = args =>
+            {
+                metrics.Retried("startup");
+                // One line at once, then one every 10 s while the wait goes on.
+                var elapsed = TimeProvider.System.GetElapsedTime(started);
+                if (logged is null || elapsed - logged >= TimeSpan.FromSeconds(10))
+                {
+                    logged = elapsed;
+                    LogWaiting(logger, dependency, args.AttemptNumber + 1, args.Outcome.Exception!.Message);
+                }
+                return ValueTask.CompletedTask;
+            },
+        }).Build();
+    }
+
+    private static readonly TimeSpan BaseDelay = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(5);
+
     /// <summary>The pipeline for anything else, retrying what <paramref name="shouldRetry"/> (exception, attempt from 0) allows.</summary>
     public ResiliencePipeline For(string operation, Func<Exception, int, bool> shouldRetry) => Build(operation, shouldRetry, metrics, logger);
 
@@ -53,8 +92,8 @@ public sealed partial class Retries(IOptions<IngestionOptions> options, Ingestio
             MaxRetryAttempts = int.MaxValue,
             BackoffType = DelayBackoffType.Exponential,
             UseJitter = true,
-            Delay = TimeSpan.FromMilliseconds(100),
-            MaxDelay = TimeSpan.FromSeconds(5),
+            Delay = BaseDelay,
+            MaxDelay = MaxDelay,
             OnRetry = args =>
             {
                 metrics.Retried(operation);
@@ -64,6 +103,9 @@ public sealed partial class Retries(IOptions<IngestionOptions> options, Ingestio
                 return ValueTask.CompletedTask;
             },
         }).Build();
+
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Waiting for {Dependency} (attempt {Attempt}): {Reason}")]
+    private static partial void LogWaiting(ILogger logger, string dependency, int attempt, string reason);
 
     [LoggerMessage(EventId = 5100, Level = LogLevel.Debug, Message = "Retrying {Operation} (attempt {Attempt}): {Reason}")]
     private static partial void LogRetryDebug(ILogger logger, string operation, int attempt, string reason);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FreeBind.Encoding.Spaces;
 using FreeBind.Tests.Ingestion;
+using FreeBind.Tests.Persistence;
 using FreeBind.Tests.Persistence.Versions;
 using FreeBind.Tests.Services;
 using Xunit.Abstractions;
@@ -88,6 +89,76 @@ public sealed class WorkerCommandTests(ITestOutputHelper output)
         {
             File.Delete(labels);
         }
+    }
+
+    [Theory]
+    [InlineData("Ingestion__ResumeInFlight", "5000", "error: Ingestion:ResumeInFlight must be below Ingestion:MaxInFlight")]
+    [InlineData("Ingestion__MaxInFlight", "0", "error: Ingestion:MaxInFlight must be between 1 and 1000000")]
+    [InlineData("Ingestion__WriteLanes", "two", "error: setting Ingestion:WriteLanes is 'two', which is not a whole number")]
+    [InlineData("Content__AllowedFileRoots__0", "media/uploads", "error: Content:AllowedFileRoots must be absolute paths")]
+    [InlineData("Preprocessing__MaxTextLength", "0", "error: Preprocessing:MaxTextLength must be positive")]
+    [InlineData("Kafka__Topic", "", "error: Kafka:Topic is required")]
+    [InlineData("Kafka__StartupTimeout", "soon", "error: setting Kafka:StartupTimeout is 'soon', which is not a duration")]
+    [InlineData("Kafka__Consumer__receive.message.max.bytes", "1000000", "error: the Kafka consumer's fetch sizes (fetch.max.bytes 999488, receive.message.max.bytes 1000000) cannot carry the largest event")]
+    public async Task A_wrong_setting_stops_run_before_any_work_in_one_line_naming_the_setting(string key, string value, string expected)
+    {
+        var environment = Unreachable();
+        environment[key] = value;
+        var r = await RunAsync(Freebind(environment, "run"), TimeSpan.FromMinutes(1));
+        output.WriteLine($"{key}={value}: exit {r.ExitCode} after {r.Elapsed.TotalSeconds:F1} s: {string.Join(" | ", r.Errors)}");
+        AssertOneLineFailure(r, expected);
+        Assert.StartsWith(expected, r.Errors[0]);
+        Assert.DoesNotContain("Waiting for", r.All); // refused before any service was tried
+    }
+
+    [Fact]
+    public async Task Run_with_a_partly_filled_model_folder_stops_in_one_line_naming_the_first_missing_file_and_the_count()
+    {
+        await using var db = await TestDatabase.CreateAsync();
+        var models = Directory.CreateTempSubdirectory("freebind-partial-models-");
+        try
+        {
+            // One of imagebind's four files: the three others are missing.
+            Directory.CreateDirectory(Path.Combine(models.FullName, "encoders", "imagebind"));
+            File.CreateSymbolicLink(Path.Combine(models.FullName, "encoders", "imagebind", "vision.onnx"), TestPaths.Data("models", "encoders", "imagebind", "vision.onnx"));
+            var environment = Unreachable();
+            environment["Persistence__ConnectionString"] = db.ConnectionString;
+            var r = await RunAsync(Freebind(environment, "run", "--models", models.FullName), TimeSpan.FromMinutes(1));
+            output.WriteLine(r.All);
+
+            Assert.Equal(1, r.ExitCode);
+            var fatal = Assert.Single(r.All.Split('\n'), l => l.Contains("crit:", StringComparison.Ordinal));
+            Assert.Contains("The worker stops: the model folder lacks 3 files the space needs (first: missing file 'encoders/imagebind/audio.onnx'", fatal);
+            Assert.Contains("pass --models or set Spaces__ModelRoot", fatal);
+            Assert.DoesNotContain("text.onnx", fatal);
+            Assert.DoesNotContain("   at ", r.All);
+        }
+        finally
+        {
+            models.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Run_stops_in_one_line_when_kafka_stays_unreachable_at_start()
+    {
+        await using var db = await TestDatabase.CreateAsync();
+        var environment = Unreachable();
+        environment["Persistence__ConnectionString"] = db.ConnectionString;
+        environment["Kafka__BootstrapServers"] = "127.0.0.1:1";
+        environment["Kafka__StartupTimeout"] = "00:00:03";
+        var r = await RunAsync(Freebind(environment, "run"), TimeSpan.FromMinutes(1));
+        output.WriteLine($"exit {r.ExitCode} after {r.Elapsed.TotalSeconds:F1} s\n{r.All}");
+
+        Assert.Equal(1, r.ExitCode);
+        var fatal = Assert.Single(r.All.Split('\n'), l => l.Contains("crit:", StringComparison.Ordinal));
+        Assert.Contains("The worker stops: Kafka at 127.0.0.1:1 is unreachable after 3 s", fatal);
+        Assert.Contains("check Kafka:BootstrapServers", fatal);
+        Assert.Contains("Waiting for Kafka", r.All);
+        Assert.True(r.Elapsed < TimeSpan.FromSeconds(30), $"run took {r.Elapsed}");
+        Assert.DoesNotContain("   at ", r.All);
+        // Each refused connection is not a log line of its own: the wait speaks every 10 s.
+        Assert.True(r.All.Split('\n').Count(l => l.Contains("warn:", StringComparison.Ordinal)) <= 4, r.All);
     }
 
     [Fact]

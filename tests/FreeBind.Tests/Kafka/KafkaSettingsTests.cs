@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using System.Collections.Concurrent;
 using FreeBind.Consumers.Ingestion;
 using FreeBind.Consumers.Kafka;
@@ -46,6 +47,40 @@ public sealed class KafkaSettingsTests(Xunit.Abstractions.ITestOutputHelper outp
         // The worker's own guarantees stay: offsets stored by hand, idempotent producer.
         Assert.Equal("false", consumer.Get("enable.auto.offset.store"), ignoreCase: true);
         Assert.Equal("true", producer.Get("enable.idempotence"), ignoreCase: true);
+    }
+
+    [Theory]
+    [InlineData(512 * 1024)]
+    [InlineData(8 * 1024 * 1024)]
+    [InlineData(256 * 1024 * 1024)] // the largest Content:MaxInlineBytes allows: events of ~358 MB, above librdkafka's 100 MB receive default
+    public void The_consumer_can_fetch_and_the_producer_can_copy_the_largest_event_the_content_caps_accept(int maxInlineBytes)
+    {
+        var content = new ContentOptions { MaxInlineBytes = maxInlineBytes, MaxMetadataBytes = 16 * 1024 * 1024 };
+        using var clients = new KafkaClients(Options.Create(new KafkaOptions { BootstrapServers = "127.0.0.1:1" }), Options.Create(content), NullLogger<KafkaClients>.Instance);
+        var consumer = clients.ConsumerConfig();
+        var producer = clients.ProducerConfig();
+        output.WriteLine($"largest event {content.MaxEventBytes}: fetch.max.bytes {consumer.FetchMaxBytes}, receive.message.max.bytes {consumer.ReceiveMessageMaxBytes}, producer message.max.bytes {producer.MessageMaxBytes}");
+
+        Assert.True(consumer.FetchMaxBytes >= content.MaxEventBytes);
+        Assert.True(consumer.ReceiveMessageMaxBytes >= consumer.FetchMaxBytes + 512L);
+        Assert.True(consumer.ReceiveMessageMaxBytes >= 100_000_000); // never below librdkafka's own default
+        Assert.True(producer.MessageMaxBytes >= content.MaxEventBytes);
+        // librdkafka accepts both as they are (it checks the sizes against each other when a client is built).
+        using (new ConsumerBuilder<Confluent.Kafka.Ignore, Confluent.Kafka.Ignore>(consumer).Build())
+        using (new ProducerBuilder<byte[], byte[]>(producer).Build())
+        {
+        }
+    }
+
+    [Fact]
+    public void Fetch_sizes_set_too_small_for_the_content_caps_are_refused_in_one_sentence()
+    {
+        var options = new KafkaOptions { Consumer = new(StringComparer.OrdinalIgnoreCase) { ["fetch.max.bytes"] = "60000000" } };
+        var content = new ContentOptions { MaxInlineBytes = 64 * 1024 * 1024 };
+        using var clients = new KafkaClients(Options.Create(options), Options.Create(content), NullLogger<KafkaClients>.Instance);
+        var e = Assert.Throws<ArgumentException>(() => clients.ConsumerConfig());
+        Assert.StartsWith("the Kafka consumer's fetch sizes (fetch.max.bytes 60000000, receive.message.max.bytes 100000000) cannot carry the largest event", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
     }
 
     [Theory]
@@ -159,6 +194,9 @@ public sealed class KafkaSettingsTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.True(sasl.Count > 0, "no SASL error from the client:\n" + string.Join("\n", logs.Lines.TakeLast(30)));
         output.WriteLine(sasl[0]);
         Assert.Equal(0, worker.Metrics.Completed);
+        // The refusal is not waited out like an outage: the worker stops, saying why in one line.
+        var fault = await WaitForFaultAsync(worker);
+        Assert.Contains("SASL", FreeBind.Consumers.Hosting.StopReason.Of(fault));
         Assert.DoesNotContain(logs.Lines, l => l.Contains(Secret, StringComparison.Ordinal));
     }
 
