@@ -21,6 +21,7 @@ if (args.Length > 0 && args[0] == "preprocess") return PreprocessBenchmark.RunCo
 if (args.Length > 0 && args[0] == "ingestion") return IngestionBenchmark.RunCommand(args[1..]);
 if (args.Length > 0 && args[0] == "index-build") return IndexBuildBenchmark.RunCommand(args[1..]);
 if (args.Length > 0 && args[0] == "space-load") return SpaceLoadBenchmark.RunCommand(args[1..]);
+if (args.Length > 0 && args[0] == "refusion") return RefusionBenchmark.RunCommand(args[1..]);
 if (args.Length == 0 || args[0] != "fusion")
 {
     Console.Error.WriteLine(Usage);
