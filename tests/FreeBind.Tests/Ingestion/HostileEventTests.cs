@@ -1,4 +1,6 @@
 using System.Net;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Confluent.Kafka;
@@ -229,6 +231,56 @@ public sealed class HostileEventTests(EngineFixture engine, ITestOutputHelper ou
         var space = EngineFixture.Load("imagebind");
         var refused = await engine.Fusion.FuseAsync(space, Modality.Text, atoms);
         Assert.True(Jsonl.MaxAbsDiff(refused, (await store.GetEmbeddingAsync(await h.ActiveVersionAsync(), "second"))!) <= 1e-5f);
+    }
+
+    [Fact]
+    public async Task A_cache_entry_in_an_old_format_or_with_malformed_atoms_is_a_miss_and_the_item_is_encoded()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        var worker = await h.StartWorkerAsync();
+        var version = await h.ActiveVersionAsync();
+        var space = EngineFixture.Load("imagebind");
+        var expert = space.Plans[Modality.Text].Experts.Single();
+        var digest = space.ModelDigest(expert, Modality.Text);
+
+        // What Redis may hold under an item's key (the layout of Persistence's CacheValue): a vector
+        // that is not the item's, followed by nothing (written before entries carried atoms), by
+        // atoms cut short, or by well-formed atoms of another model.
+        var vector = MemoryMarshal.AsBytes(Enumerable.Repeat(0.03125f, version.Dimension).ToArray().AsSpan()).ToArray();
+        static byte[] Text(string s) => [.. BitConverter.GetBytes((ushort)Utf8(s).Length), .. Utf8(s)];
+        byte[] Atom(string model) => [.. Text(expert), .. Text(model), .. BitConverter.GetBytes(version.Dimension), .. vector];
+        var entries = new Dictionary<string, byte[]>
+        {
+            ["old-format"] = vector,
+            ["cut-short"] = [.. vector, .. "FBA1"u8, .. BitConverter.GetBytes((ushort)1), .. Atom(digest)[..^4]],
+            ["other-model"] = [.. vector, .. "FBA1"u8, .. BitConverter.GetBytes((ushort)1), .. Atom("sha256:" + new string('0', 64))],
+        };
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(global::FreeBind.Tests.Services.ServiceEnvironment.Redis);
+        string KeyOf(string id) => $"{h.CachePrefix}:emb:{version.Key}:text:{Convert.ToHexStringLower(SHA256.HashData(Utf8($"caption of {id}")))}";
+        foreach (var (id, value) in entries)
+            await redis.GetDatabase().StringSetAsync(KeyOf(id), value);
+
+        await h.ProduceAsync(entries.Keys.Select(id => (id, (object)IngestionHarness.TextEvent(id, $"caption of {id}"))));
+        await worker.Metrics.WaitForCompletedAsync(entries.Count, TimeSpan.FromMinutes(2));
+
+        Assert.Equal(0, worker.Metrics.CacheHits);
+        var store = h.Database.Store();
+        foreach (var (id, planted) in entries)
+        {
+            // Encoded: the item's own atom, and its vector fused from it (not the entry's vector).
+            var atoms = (await store.GetAtomsAsync(id)).ToDictionary(a => a.Expert, a => a.Vector.ToArray());
+            Assert.Equal([expert], atoms.Keys);
+            Assert.Equal([digest], (await store.GetAtomsAsync(id)).Select(a => a.ModelDigest));
+            var expected = await engine.Embedder.EmbedAsync(space, MediaInput.FromText($"caption of {id}"));
+            var stored = (await store.GetEmbeddingAsync(version, id))!;
+            Assert.True(Jsonl.MaxAbsDiff(expected.Vector, stored) <= 1e-5f, $"{id}: the stored vector is not the item's embedding (the entry was taken as a hit)");
+            Assert.True(Jsonl.MaxAbsDiff(await engine.Fusion.FuseAsync(space, Modality.Text, atoms), stored) <= 1e-5f, $"{id}: the stored vector is not fused from the stored atoms");
+            // The key the entry was planted under is the one the worker looked up: it wrote a whole entry there.
+            var now = (byte[])(await redis.GetDatabase().StringGetAsync(KeyOf(id)))!;
+            Assert.NotEqual(planted, now);
+            Assert.True(now.Length > vector.Length + 4 && now.AsSpan(vector.Length, 4).SequenceEqual("FBA1"u8), $"{id}: the entry was not rewritten with its atoms");
+        }
+        output.WriteLine($"{entries.Count} planted entries: 0 hits, each item encoded and its entry rewritten");
     }
 
     private sealed class AtomComparer : IEqualityComparer<(string, string, float[])>

@@ -141,24 +141,54 @@ public sealed class IngestionHarness : IAsyncDisposable
             .Select(m => (m, FreeBind.Consumers.Contracts.DeadLetterHeaders.Read(m.Message.Headers.Select(h => (h.Key, h.GetValueBytes())))))];
 
     /// <summary>
-    /// Records every write of a media row (table <c>test_write_audit</c>): an <c>attempt</c> for each
-    /// row an upsert proposes (also the no-op ones of a replay: BEFORE INSERT fires before the
-    /// conflict is checked) and a <c>write</c> for each row version really written. Committed with
-    /// the write, so an attempt rolled back leaves no trace. <paramref name="slowRows"/> makes each
-    /// proposed row take that long, so work stays in flight.
+    /// Records every write of a stored row (table <c>test_write_audit</c>): an <c>attempt</c> for each
+    /// media row an upsert proposes (also the no-op ones of a replay: BEFORE INSERT fires before the
+    /// conflict is checked) and a <c>write</c> for each row version really written in <c>media</c>,
+    /// <c>atoms</c> and every space version's table (those a worker creates later too, through an
+    /// event trigger on CREATE TABLE). Committed with the write, so an attempt rolled back leaves no
+    /// trace. <paramref name="slowRows"/> makes each proposed media row take that long, so work
+    /// stays in flight.
     /// </summary>
     public Task InstallWriteAuditAsync(TimeSpan? slowRows = null) => Database.ScalarAsync<int>($"""
-        CREATE TABLE test_write_audit (media_id text NOT NULL, kind text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+        CREATE TABLE test_write_audit (tbl text NOT NULL, media_id text NOT NULL, part text NOT NULL DEFAULT '', kind text NOT NULL,
+            at timestamptz NOT NULL DEFAULT clock_timestamp());
         CREATE FUNCTION test_audit_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            INSERT INTO test_write_audit (media_id, kind) VALUES (NEW.id, 'attempt');
+            INSERT INTO test_write_audit (tbl, media_id, kind) VALUES (TG_TABLE_NAME, NEW.id, 'attempt');
             PERFORM pg_sleep({(slowRows ?? TimeSpan.Zero).TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)});
             RETURN NEW;
         END $$;
+        -- One function for every audited table: the row's item (media.id or media_id) and, for atoms, which atom.
         CREATE FUNCTION test_audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE r jsonb := to_jsonb(NEW);
         BEGIN
-            INSERT INTO test_write_audit (media_id, kind) VALUES (NEW.id, 'write');
+            INSERT INTO test_write_audit (tbl, media_id, part, kind)
+            VALUES (TG_TABLE_NAME, coalesce(r->>'media_id', r->>'id'), coalesce((r->>'expert') || '/' || (r->>'model_digest'), ''), 'write');
             RETURN NULL;
+        END $$;
+        CREATE FUNCTION test_audit_table(t regclass) RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE TRIGGER test_audit_write AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION test_audit_write()', t);
+        END $$;
+        -- A space version's table: media_id + embedding (atoms has them too, and is audited the same way).
+        CREATE FUNCTION test_audit_new_tables() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        DECLARE c record;
+        BEGIN
+            FOR c IN SELECT DISTINCT objid::regclass AS t FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' AND schema_name = 'public' LOOP
+                IF (SELECT count(*) FROM pg_attribute WHERE attrelid = c.t AND attname IN ('media_id', 'embedding') AND NOT attisdropped) = 2 THEN
+                    PERFORM test_audit_table(c.t);
+                END IF;
+            END LOOP;
+        END $$;
+        CREATE EVENT TRIGGER test_audit_new_tables ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION test_audit_new_tables();
+        DO $$
+        DECLARE t regclass;
+        BEGIN
+            FOR t IN SELECT a.attrelid::regclass FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                     WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace AND a.attname IN ('media_id', 'embedding') AND NOT a.attisdropped
+                     GROUP BY a.attrelid HAVING count(*) = 2 LOOP
+                PERFORM test_audit_table(t);
+            END LOOP;
         END $$;
         CREATE TRIGGER test_audit_attempt BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION test_audit_attempt();
         CREATE TRIGGER test_audit_write AFTER INSERT OR UPDATE ON media FOR EACH ROW EXECUTE FUNCTION test_audit_write();
@@ -167,8 +197,8 @@ public sealed class IngestionHarness : IAsyncDisposable
 
     /// <summary>
     /// Each produced id stored exactly once and nothing else stored (the table's ids are the
-    /// produced set), and no media row written twice (needs <see cref="InstallWriteAuditAsync"/>):
-    /// a replay must be absorbed, not rewritten.
+    /// produced set), and no row of media, atoms or the version's table written twice (needs
+    /// <see cref="InstallWriteAuditAsync"/>): a replay must be absorbed, not rewritten.
     /// </summary>
     public async Task AssertExactlyOnceAsync(IEnumerable<string> produced)
     {
@@ -176,8 +206,14 @@ public sealed class IngestionHarness : IAsyncDisposable
         var version = await ActiveVersionAsync();
         Assert.Equal(expected, (await Database.ListAsync<string>($"SELECT media_id FROM \"{version.TableName}\"")).Order(StringComparer.Ordinal));
         Assert.Equal(expected, (await Database.ListAsync<string>("SELECT id FROM media")).Order(StringComparer.Ordinal));
-        var rewritten = await Database.ListAsync<string>("SELECT media_id FROM test_write_audit WHERE kind = 'write' GROUP BY media_id HAVING count(*) > 1");
-        Assert.True(rewritten.Count == 0, $"{rewritten.Count} media rows were written more than once, e.g. {string.Join(", ", rewritten.Take(5))}");
+        // The audit saw every table it is meant to (else a rewrite there could not show).
+        var audited = await Database.ListAsync<string>("SELECT DISTINCT tbl FROM test_write_audit WHERE kind = 'write'");
+        Assert.Superset(new HashSet<string> { "media", "atoms", version.TableName }, audited.ToHashSet());
+        var rewritten = await Database.ListAsync<string>("""
+            SELECT tbl || ' ' || media_id || (CASE WHEN part = '' THEN '' ELSE ' ' || part END) FROM test_write_audit
+            WHERE kind = 'write' GROUP BY tbl, media_id, part HAVING count(*) > 1
+            """);
+        Assert.True(rewritten.Count == 0, $"{rewritten.Count} rows were written more than once, e.g. {string.Join(", ", rewritten.Take(5))}");
     }
 
     /// <summary>The sum of the group's committed offsets over the event topic's partitions (an OffsetFetch, without joining the group).</summary>
