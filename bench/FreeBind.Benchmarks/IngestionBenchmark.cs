@@ -283,11 +283,9 @@ internal static class IngestionBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (c′) `EmbeddingStore` alone (unnest), batches of {WriteBatch(o.Settings)} | {Median(r.StoreUnnest):F0} items | {Runs(r.StoreUnnest)} | {e2e / Median(r.StoreUnnest):F2}× | (diagnostic) |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| (b) naive per-message consumer | {naive:F1} events | {Runs(r.Naive.Select(n => n.Events / n.Seconds), "F1")} | **{e2e / naive:F1}×** | ≥ {NaiveGoal}×: {Goal(e2e / naive, NaiveGoal)} |");
         sb.AppendLine();
-        var best = r.Variants.Select(kv => (Name: kv.Key, Rate: Median(kv.Value.Select(x => x.Miss.EventsPerSecond))))
-            .Append((Name: "default", Rate: e2e)).MaxBy(x => x.Rate);
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Best end-to-end configuration in this run: **{best.Name}**, {best.Rate:F0} events/s ({best.Rate / e2e:F2}× the default) = **{best.Rate / indexed:F2}×** the ceiling (a), {best.Rate / parity:F2}× (a′), {best.Rate / naive:F1}× naive. The write path alone (c, c′) reaches {Median(r.StoreUnnest) / indexed:F2}× (the store, unnest) and {Median(r.StoreCopyMerge) / indexed:F2}× (COPY + merge) of the ceiling: one transaction at a time; the worker runs `Ingestion:WriteLanes` of them concurrently.");
+        sb.AppendLine(BestConfiguration(r, e2e, indexed, parity, naive));
         sb.AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"For scale: the COPY ceiling (a) is {indexed / naive:F1}× the naive consumer, so on this setup ≥ {NaiveGoal}× naive would mean beating raw COPY. Naive, ms per message (median round): consume {Median(r.Naive.Select(n => n.ConsumeMs)):F2}, parse + embed {Median(r.Naive.Select(n => n.EmbedMs)):F2}, Postgres {Median(r.Naive.Select(n => n.WriteMs)):F2}, offset commit {Median(r.Naive.Select(n => n.CommitMs)):F2}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"For scale: the COPY ceiling (a) is {indexed / naive:F1}× the naive consumer, so on this setup ≥ {NaiveGoal}× naive {(indexed / naive < NaiveGoal ? "would mean beating raw COPY" : $"needs at least {NaiveGoal * naive / indexed:F2}× the ceiling")}. Naive, ms per message (median round): consume {Median(r.Naive.Select(n => n.ConsumeMs)):F2}, parse + embed {Median(r.Naive.Select(n => n.EmbedMs)):F2}, Postgres {Median(r.Naive.Select(n => n.WriteMs)):F2}, offset commit {Median(r.Naive.Select(n => n.CommitMs)):F2}.");
         foreach (var img in r.Images)
         {
             sb.AppendLine();
@@ -327,6 +325,26 @@ internal static class IngestionBenchmark
             sb.AppendLine(CultureInfo.InvariantCulture, $"A hit takes {Percentile(hit, 0.5) / Percentile(miss, 0.5):P0} of a miss's median latency (worker settings).");
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The sentence that names a best configuration: only one faster than the default in every
+    /// round (each round runs every case, so its rounds pair up), since a median inside the
+    /// run-to-run spread names noise.
+    /// </summary>
+    private static string BestConfiguration(Results r, double e2e, double indexed, double parity, double naive)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var defaults = r.EndToEnd.Select(x => x.Miss.EventsPerSecond).ToList();
+        var ratios = r.Variants.Select(kv => (Name: kv.Key, Rate: Median(kv.Value.Select(x => x.Miss.EventsPerSecond)),
+            Ratios: kv.Value.Zip(defaults, (v, d) => v.Miss.EventsPerSecond / d).ToList())).ToList();
+        string Range(List<double> xs) => string.Create(inv, $"{xs.Min():F2}–{xs.Max():F2}×");
+        var rest = string.Create(inv, $"The write path alone (c, c′) reaches {Median(r.StoreUnnest) / indexed:F2}× (the store, unnest) and {Median(r.StoreCopyMerge) / indexed:F2}× (COPY + merge) of the ceiling: one transaction at a time; the worker runs `Ingestion:WriteLanes` of them concurrently.");
+        var winners = ratios.Where(v => v.Ratios.Count == defaults.Count && v.Ratios.All(x => x > 1)).ToList();
+        if (winners.Count == 0)
+            return string.Create(inv, $"No configuration is distinguishable from the default in this run: none was faster than it in every round (each variant's per-round ratio to the default: {string.Join("; ", ratios.Select(v => $"{v.Name}: {Range(v.Ratios)}"))}). The default's median is **{e2e / indexed:F2}×** the ceiling (a), {e2e / parity:F2}× (a′), {e2e / naive:F1}× naive. ") + rest;
+        var best = winners.MaxBy(v => v.Rate);
+        return string.Create(inv, $"Best end-to-end configuration in this run: **{best.Name}**, faster than the default in each of the {defaults.Count} rounds (a configuration no different from the default does so by chance once in {1 << defaults.Count}; {Range(best.Ratios)} per round{(winners.Count > 1 ? $"; also faster in every round: {string.Join(", ", winners.Where(w => w.Name != best.Name).Select(w => w.Name))}" : "")}), median {best.Rate:F0} events/s = **{best.Rate / indexed:F2}×** the ceiling (a), {best.Rate / parity:F2}× (a′), {best.Rate / naive:F1}× naive. ") + rest;
     }
 
     private static double Median(IEnumerable<double> values) => Percentile([.. values], 0.5);

@@ -141,7 +141,8 @@ internal static class SpaceLoadBenchmark
                 sb.Append(inv, $"| {c.Name} | {c.What} | {t.MedianSeconds * 1000:F1} | {(c == cases[0] ? "baseline" : $"{baseline / t.MedianSeconds:F1}× faster")} | {bytes[c.Name].Hashed:N0} | {bytes[c.Name].ReadWhole:N0} |\n");
             sb.Append(inv, $"\nEvery case named the same version, {bytes["before"].Version[..19]}… (checked; the stored document is {stored.Length:N0} bytes). ");
             sb.Append("On real exports the encoders dominate. A version must cover the weights (issue 10, pitfall 1), so every weight file is read once to hash it: " +
-                      "for a space with ImageBind-huge and InternVL-C at least 53.5 GB (vision 2.5 GB, InternVL-C ≈ 24 + 27 GB: the sizes issue 10 measured). " +
+                      "ImageBind-huge's vision encoder alone is 2.36 GiB, and InternVL-C's two are 22.1 and 24.9 GiB in float32 (docs/export.md, \"Disk, memory and time\": " +
+                      "the first measured there on a full-size export, the others from InternVL-C's parameter counts). " +
                       "Without the cache every start would read that again (and, before, every encoder under 2 GB a second time, whole, for its signature); " +
                       "with it an unchanged file is read zero times, and a fusion-only load from the stored version never opens an encoder: a backfill machine's first start reads " +
                       $"the projector files ({Mb(Size(files.Where(projectorFiles.Contains)))} here, the same sizes as the real ones) and later starts nothing.\n");
