@@ -86,20 +86,6 @@ public sealed class RunVersions(SpaceCatalog catalog, VersionDocuments documents
         return _encoding.GetOrAdd((version.Id, version.Digest), definition);
     }
 
-    /// <summary>Like <see cref="ForEncoding"/>, or null when this machine cannot encode for the version.</summary>
-    /// <param name="target">The version.</param>
-    public SpaceDefinition? TryForEncoding(RunVersion target)
-    {
-        try
-        {
-            return ForEncoding(target);
-        }
-        catch (RunStepException)
-        {
-            return null;
-        }
-    }
-
     private static void Check(SpaceVersion version, SpaceDefinition definition)
     {
         if (definition.Version != version.Digest)
