@@ -66,10 +66,19 @@ public static class DatabaseStartup
         }
         catch (Exception e) when (IsUnavailable(e) && !cancellationToken.IsCancellationRequested)
         {
-            var server = new NpgsqlConnectionStringBuilder(connectionString);
-            throw new DatabaseUnavailableException(
-                $"Postgres at {server.Host}:{server.Port} is unreachable after {timeout.TotalSeconds:F0} s ({e.GetBaseException().Message}); start it, or check Persistence:ConnectionString",
-                e);
+            throw Unavailable(connectionString, timeout, e);
         }
+    }
+
+    /// <summary>The one-sentence failure of a start-up that waited <paramref name="timeout"/> for Postgres in vain.</summary>
+    /// <param name="connectionString">Names the server.</param>
+    /// <param name="timeout">How long it was waited for.</param>
+    /// <param name="last">The last failure.</param>
+    public static DatabaseUnavailableException Unavailable(string connectionString, TimeSpan timeout, Exception last)
+    {
+        var server = new NpgsqlConnectionStringBuilder(connectionString);
+        return new DatabaseUnavailableException(
+            $"Postgres at {server.Host}:{server.Port} is unreachable after {timeout.TotalSeconds:F0} s ({last.GetBaseException().Message}); start it, or check Persistence:ConnectionString",
+            last);
     }
 }

@@ -71,23 +71,19 @@ internal sealed partial class BatchWriter(
         // Messages of partitions taken away from us are left to their new owner.
         var live = batch.Select(b => b.Outcome).Where(o => !book.IsRevoked(o.Message.TopicPartition)).ToList();
         var refused = new Dictionary<Outcome, Refusal>(ReferenceEqualityComparer.Instance);
-        TargetSet targets;
-        List<(Outcome Original, Outcome Written)> written;
-        while (true)
+        // A version's table dropped since the targets were read: read them again and redo the batch
+        // (writes are idempotent), with the common backoff, so a table dropped by hand while its
+        // version is still live costs a retry every few seconds until an operator acts, not a spin.
+        var attempts = 0;
+        var (targets, written) = await retries.StaleTarget.ExecuteAsync(async token =>
         {
-            try
+            if (attempts++ > 0)
             {
-                (targets, written) = await WriteAsync(live, refused, cancellationToken);
-                break;
-            }
-            catch (Exception e) when (Failures.Classify(e) == FailureKind.StaleTarget && !cancellationToken.IsCancellationRequested)
-            {
-                // A version's table was dropped since the targets were read: read them again and redo the batch (writes are idempotent).
-                LogStaleTargets(logger, e.Message);
                 refused.Clear();
-                await retries.Storage.ExecuteAsync(async token => await writeTargets.RefreshAsync(token), cancellationToken);
+                await retries.Storage.ExecuteAsync(async t => await writeTargets.RefreshAsync(t), token);
             }
-        }
+            return await WriteAsync(live, refused, token);
+        }, cancellationToken);
 
         var deliveries = new List<Task>();
         var outcomes = new Dictionary<Outcome, Outcome>(ReferenceEqualityComparer.Instance); // as written (re-targeted upserts replace the consumed ones)
@@ -252,9 +248,6 @@ internal sealed partial class BatchWriter(
 
     [LoggerMessage(EventId = 5500, Level = LogLevel.Error, Message = "Writing {Message} failed {Attempts} times ({Reason}); dead-lettering it")]
     private static partial void LogWriteFailed(ILogger logger, string message, int attempts, string reason);
-
-    [LoggerMessage(EventId = 5502, Level = LogLevel.Warning, Message = "A write target vanished ({Reason}); re-reading the targets and writing the batch again")]
-    private static partial void LogStaleTargets(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 5501, Level = LogLevel.Warning, Message = "Could not store offset for {Partition}: {Reason}")]
     private static partial void LogStoreFailed(ILogger logger, string partition, string reason);

@@ -33,9 +33,9 @@ public static class Failures
         PostgresException p when IsItemSpecific(p.SqlState) => FailureKind.ItemRefused,
         PostgresException => FailureKind.Deployment,
         NpgsqlException n => n.IsTransient ? FailureKind.Transient : FailureKind.Deployment,
-        SocketException => FailureKind.Transient,
+        SocketException or TimeoutException => FailureKind.Transient,
         IOException { InnerException: SocketException } => FailureKind.Transient,
-        { InnerException: { } inner } when inner is NpgsqlException or SocketException => Classify(inner),
+        { InnerException: { } inner } when inner is NpgsqlException or SocketException or TimeoutException => Classify(inner),
         _ => FailureKind.Unforeseen,
     };
 

@@ -18,6 +18,15 @@ public sealed partial class Retries(IOptions<IngestionOptions> options, Ingestio
     /// <summary>Postgres writes and reads: transient failures until they pass (or the work is cancelled).</summary>
     public ResiliencePipeline Storage { get; } = Build("storage", (e, _) => Failures.Classify(e) is FailureKind.Transient or FailureKind.Deployment, metrics, logger);
 
+    /// <summary>
+    /// A batch whose write target's table vanished (a version dropped since the targets were read, or
+    /// a table dropped by hand): the targets are re-read and the batch written again, until it passes.
+    /// </summary>
+    public ResiliencePipeline StaleTarget { get; } = Build("stale-target", (e, _) => Failures.Classify(e) == FailureKind.StaleTarget, metrics, logger);
+
+    /// <summary>The LISTEN session for space version changes: reconnected while Postgres is away, until the worker stops.</summary>
+    public ResiliencePipeline Listen { get; } = Build("listen", (e, _) => Failures.Classify(e) == FailureKind.Transient, metrics, logger);
+
     /// <summary>Kafka produce calls: every non-fatal error until it passes, except a message too large (it never will).</summary>
     public ResiliencePipeline Produce { get; } = Build("produce", (e, _) => e is Confluent.Kafka.KafkaException { Error.IsFatal: false } k
                                                                           && k.Error.Code != Confluent.Kafka.ErrorCode.MsgSizeTooLarge, metrics, logger);
@@ -75,6 +84,24 @@ public sealed partial class Retries(IOptions<IngestionOptions> options, Ingestio
                 return ValueTask.CompletedTask;
             },
         }).Build();
+    }
+
+    /// <summary>
+    /// Start-up work against Postgres (<see cref="Startup"/> with Postgres's outages as
+    /// <see cref="Failures"/> classifies them); when it stays away, one sentence naming the server.
+    /// </summary>
+    /// <exception cref="FreeBind.Persistence.DatabaseUnavailableException">Postgres stayed unreachable for <see cref="FreeBind.Persistence.PersistenceOptions.StartupTimeout"/>.</exception>
+    public async Task<T> PostgresStartupAsync<T>(FreeBind.Persistence.PersistenceOptions persistence, Func<CancellationToken, Task<T>> action, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await Startup("Postgres", persistence.StartupTimeout, e => Failures.Classify(e) == FailureKind.Transient)
+                .ExecuteAsync(async token => await action(token), cancellationToken);
+        }
+        catch (Exception e) when (Failures.Classify(e) == FailureKind.Transient && !cancellationToken.IsCancellationRequested)
+        {
+            throw FreeBind.Persistence.DatabaseStartup.Unavailable(persistence.ConnectionString, persistence.StartupTimeout, e);
+        }
     }
 
     private static readonly TimeSpan BaseDelay = TimeSpan.FromMilliseconds(100);

@@ -66,42 +66,52 @@ public sealed partial class TargetWatcher(
     /// <summary>Starts refreshing (after the worker loaded the first set).</summary>
     public void Begin() => Volatile.Write(ref _started, 1);
 
+    // One LISTEN session after another, reconnected with the common backoff while Postgres is away;
+    // meanwhile the poll keeps the targets current.
     private async Task ListenAsync(SemaphoreSlim changed, CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        try
         {
-            try
+            await retries.Listen.ExecuteAsync(async token =>
             {
-                await using var connection = await dataSource.OpenConnectionAsync(stoppingToken);
-                connection.Notification += (_, e) =>
-                {
-                    if (e.Channel == SpaceCatalog.ChangesChannel && Volatile.Read(ref _started) == 1 && e.Payload == targets.Space)
-                        changed.Release();
-                };
-                await using (var listen = new NpgsqlCommand($"LISTEN {SpaceCatalog.ChangesChannel}", connection))
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
-                changed.Release(); // anything may have changed while we were not listening
-                LogListening(logger, SpaceCatalog.ChangesChannel);
-                while (true) await connection.WaitAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
-            {
-                LogListenLost(logger, e.Message);
                 try
                 {
-                    await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken);
+                    await ListenOnceAsync(changed, token);
                 }
-                catch (OperationCanceledException)
+                catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    return;
+                    LogListenLost(logger, e.Message);
+                    throw;
                 }
-            }
+            }, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // Not an outage (e.g. LISTEN refused): the poll alone keeps the targets current.
+            LogListenStopped(logger, Failures.Describe(e), options.Value.TargetPollSeconds);
         }
     }
+
+    private async Task ListenOnceAsync(SemaphoreSlim changed, CancellationToken stoppingToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(stoppingToken);
+        connection.Notification += (_, e) =>
+        {
+            if (e.Channel == SpaceCatalog.ChangesChannel && Volatile.Read(ref _started) == 1 && e.Payload == targets.Space)
+                changed.Release();
+        };
+        await using (var listen = new NpgsqlCommand($"LISTEN {SpaceCatalog.ChangesChannel}", connection))
+            await listen.ExecuteNonQueryAsync(stoppingToken);
+        changed.Release(); // anything may have changed while we were not listening
+        LogListening(logger, SpaceCatalog.ChangesChannel);
+        while (true) await connection.WaitAsync(stoppingToken);
+    }
+
+    [LoggerMessage(EventId = 5012, Level = LogLevel.Error, Message = "Space version notifications stopped ({Reason}); the write targets are re-read every {Seconds} s only")]
+    private static partial void LogListenStopped(ILogger logger, string reason, int seconds);
 
     [LoggerMessage(EventId = 5010, Level = LogLevel.Debug, Message = "Listening on {Channel} for space version changes")]
     private static partial void LogListening(ILogger logger, string channel);

@@ -1,4 +1,5 @@
 using FreeBind.Consumers.Ingestion;
+using FreeBind.Consumers.Resilience;
 using FreeBind.Encoding;
 using FreeBind.Encoding.Spaces;
 using FreeBind.Persistence;
@@ -21,7 +22,7 @@ namespace FreeBind.Consumers.Spaces;
 /// </remarks>
 public sealed partial class WriteTargets(
     IOptions<IngestionOptions> options, IOptions<PersistenceOptions> persistence, ManifestCatalog manifests, Embedder embedder,
-    SpaceCatalog catalog, IngestionMetrics metrics, ILogger<WriteTargets> logger)
+    SpaceCatalog catalog, Retries retries, IngestionMetrics metrics, ILogger<WriteTargets> logger)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<int, SpaceDefinition> _definitions = [];
@@ -51,7 +52,7 @@ public sealed partial class WriteTargets(
         var configured = manifests.Load(o.Space, factors: FactorSelection.Parse(o.Preset, []));
         _space = configured.Name;
         var p = persistence.Value;
-        await DatabaseStartup.RunAsync(p.ConnectionString, p.StartupTimeout, logger, async token =>
+        await retries.PostgresStartupAsync(p, async token =>
         {
             if (await catalog.GetActiveAsync(configured.Name, token) is { } active)
             {
@@ -65,7 +66,7 @@ public sealed partial class WriteTargets(
             LogRegistered(logger, configured.Name, configured.Version, version.TableName);
             return version;
         }, cancellationToken);
-        return await DatabaseStartup.RunAsync(p.ConnectionString, p.StartupTimeout, logger, RefreshAsync, cancellationToken);
+        return await retries.PostgresStartupAsync(p, RefreshAsync, cancellationToken);
     }
 
     /// <summary>Re-reads the targets and swaps the set when it changed; returns the set in force.</summary>

@@ -188,6 +188,38 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         }
     }
 
+    [Fact]
+    public async Task A_table_dropped_by_hand_under_a_live_version_is_retried_with_backoff_not_in_a_spin_and_the_write_resumes_when_it_is_back()
+    {
+        await using var h = await IngestionHarness.StartAsync("imagebind");
+        var logs = new LogCapture();
+        var worker = await h.StartWorkerAsync(configure: logs.AddTo);
+        await h.ProduceAsync(Texts("first", 2));
+        await worker.Metrics.WaitForCompletedAsync(2, TimeSpan.FromMinutes(2));
+        var v1 = await h.ActiveVersionAsync();
+
+        // The active version's table is dropped by hand: its row still says active, so every
+        // re-read of the targets gives the same set and every write fails the same way.
+        await h.Database.ScalarAsync<int>($"DROP TABLE \"{v1.TableName}\"; SELECT 1");
+        var retriesBefore = worker.Metrics.Retries;
+        var logsBefore = logs.Entries.Count;
+        await h.ProduceAsync(Texts("second", 1));
+        await Task.Delay(TimeSpan.FromSeconds(8));
+        var retried = worker.Metrics.Retries - retriesBefore;
+        var lines = logs.Entries.Count - logsBefore;
+        output.WriteLine($"8 s with the table gone: {retried} retries, {lines} log lines");
+        Assert.InRange(retried, 1, 20); // backoff from 100 ms to 5 s: a handful; a loop without one makes thousands
+        Assert.InRange(lines, 1, 20);
+        Assert.Equal(2, worker.Metrics.Completed);
+
+        // The table is back (the version ensured again): the held write goes through.
+        var space = EngineFixture.Load("imagebind");
+        await h.Database.Catalog().EnsureVersionAsync(space.Name, space.Version, space.Dimension, space.Manifest.ToCanonicalJson());
+        await worker.Metrics.WaitForCompletedAsync(3, TimeSpan.FromMinutes(2));
+        Assert.NotNull(await h.Database.Store().GetEmbeddingAsync(v1, "second-000"));
+        Assert.Null(worker.Services.GetRequiredService<IngestionWorker>().Fault);
+    }
+
     /// <summary>
     /// A version of the space whose model files are nowhere under this worker's model root (a
     /// version of other models, deployed elsewhere): its manifest names files under <c>absent/</c>.
