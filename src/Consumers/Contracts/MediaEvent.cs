@@ -1,3 +1,4 @@
+using System.Text.Json;
 using FreeBind.Encoding;
 
 namespace FreeBind.Consumers.Contracts;
@@ -39,4 +40,44 @@ public sealed record MediaEvent(string Id, string Tenant, MediaEventType Type, M
 {
     /// <summary>The schema version this worker reads (the optional <c>schema</c> field).</summary>
     public const int SchemaVersion = 1;
+
+    /// <summary>The <c>schema</c> field as given (<see cref="SchemaVersion"/>), or null when the event left it out.</summary>
+    public int? Schema { get; init; }
+
+    /// <summary>
+    /// The event as a producer writes it (docs/events.md): what a replay tool, a backfill or a test
+    /// producer sends, and what <see cref="MediaEventParser.Parse"/> reads back into an equal record.
+    /// An empty <c>metadata</c> object is left out (the parser reads its absence as empty).
+    /// </summary>
+    public byte[] ToUtf8Json()
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            if (Schema is { } schema) w.WriteNumber("schema", schema);
+            w.WriteString("id", Id);
+            w.WriteString("tenant", Tenant);
+            w.WriteString("type", Type == MediaEventType.Upserted ? "upserted" : "deleted");
+            if (Type == MediaEventType.Upserted)
+            {
+                w.WriteString("modality", Modality.ToName());
+                switch (Source)
+                {
+                    case MediaSource.Text t: w.WriteString("text", t.Value); break;
+                    case MediaSource.Inline d: w.WriteBase64String("data", d.Bytes); break;
+                    case MediaSource.Link l: w.WriteString("uri", l.Uri.OriginalString); break;
+                }
+                if (Sha256 is not null) w.WriteString("sha256", Sha256);
+                if (ContentType is not null) w.WriteString("content_type", ContentType);
+                if (MetadataJson != "{}")
+                {
+                    w.WritePropertyName("metadata");
+                    w.WriteRawValue(MetadataJson);
+                }
+            }
+            w.WriteEndObject();
+        }
+        return buffer.ToArray();
+    }
 }

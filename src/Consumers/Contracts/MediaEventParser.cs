@@ -52,9 +52,13 @@ public static class MediaEventParser
     private static MediaEvent Parse(JsonElement root, string? key, EventLimits limits)
     {
         if (root.ValueKind != JsonValueKind.Object) throw Schema("value must be a JSON object");
-        if (root.TryGetProperty("schema", out var schema)
-            && !(schema.ValueKind == JsonValueKind.Number && schema.TryGetInt32(out var version) && version == MediaEvent.SchemaVersion))
-            throw Schema($"unsupported schema {Shorten(schema.GetRawText())}; this worker reads schema {MediaEvent.SchemaVersion}");
+        int? schemaGiven = null;
+        if (root.TryGetProperty("schema", out var schema))
+        {
+            if (!(schema.ValueKind == JsonValueKind.Number && schema.TryGetInt32(out var version) && version == MediaEvent.SchemaVersion))
+                throw Schema($"unsupported schema {Shorten(schema.GetRawText())}; this worker reads schema {MediaEvent.SchemaVersion}");
+            schemaGiven = version;
+        }
         var id = RequiredString(root, "id", 256, plain: true);
         var tenant = RequiredString(root, "tenant", 128, plain: true);
         if (key is not null && key != id) throw Schema($"message key '{Shorten(key)}' differs from id '{id}'");
@@ -69,7 +73,7 @@ public static class MediaEventParser
         if (modalityName is not null && !ModalityNames.TryParse(modalityName, out modality))
             throw new RejectedException(ErrorClasses.UnknownModality, $"modality '{modalityName}' is not image, audio or text");
         if (type == MediaEventType.Deleted)
-            return new MediaEvent(id, tenant, type, modality, null, null, null, "{}");
+            return new MediaEvent(id, tenant, type, modality, null, null, null, "{}") { Schema = schemaGiven };
         if (modalityName is null) throw Schema("an upserted event needs 'modality'");
 
         var sources = new[] { "text", "data", "uri" }.Where(name => root.TryGetProperty(name, out _)).ToList();
@@ -97,7 +101,7 @@ public static class MediaEventParser
                 throw new RejectedException(ErrorClasses.Oversize, $"metadata is larger than {limits.MaxMetadataBytes} bytes");
             CheckStorable(meta, "metadata");
         }
-        return new MediaEvent(id, tenant, type, modality, source, sha, contentType, metadata);
+        return new MediaEvent(id, tenant, type, modality, source, sha, contentType, metadata) { Schema = schemaGiven };
     }
 
     /// <summary>Lower-case hex SHA-256 of content bytes (the digest events declare and items are stored under).</summary>

@@ -27,7 +27,7 @@ public sealed partial class EventContractTests
     public void Every_input_example_parses_into_the_event_it_shows()
     {
         var lines = JsonBlocks(Section("Input")).SelectMany(SplitObjects).ToList();
-        Assert.Equal(3, lines.Count);
+        Assert.Equal(4, lines.Count);
         var events = lines.Select(l => MediaEventParser.Parse(System.Text.Encoding.UTF8.GetBytes(l), JsonNode.Parse(l)!["id"]!.GetValue<string>(), Limits)).ToList();
 
         Assert.Equal(new MediaEvent("img-0001", "acme", MediaEventType.Upserted, Modality.Image, new MediaSource.Link(new Uri("file:///srv/media/dog.jpg")),
@@ -36,7 +36,43 @@ public sealed partial class EventContractTests
         Assert.Equal("a dog barking", Assert.IsType<MediaSource.Text>(events[1].Source).Value);
         Assert.Equal(MediaEventType.Deleted, events[2].Type);
         Assert.Null(events[2].Source);
+        Assert.Equal(MediaEvent.SchemaVersion, events[3].Schema);
+        var inline = Assert.IsType<MediaSource.Inline>(events[3].Source).Bytes;
+        Assert.Equal("a cat asleep on a sofa", System.Text.Encoding.UTF8.GetString(inline));
+        Assert.Equal(MediaEventParser.Sha256Hex(inline), events[3].Sha256); // the documented digest is the content's
     }
+
+    [Fact]
+    public void Every_input_example_round_trips_through_the_input_record_field_by_field_and_the_examples_cover_every_documented_field()
+    {
+        var lines = JsonBlocks(Section("Input")).SelectMany(SplitObjects).ToList();
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var line in lines)
+        {
+            var parsed = MediaEventParser.Parse(System.Text.Encoding.UTF8.GetBytes(line), null, Limits);
+            var json = parsed.ToUtf8Json();
+            var example = JsonNode.Parse(line)!.AsObject();
+            var back = JsonNode.Parse(json)!.AsObject();
+            Assert.Equal(example.Select(p => p.Key).Order(StringComparer.Ordinal), back.Select(p => p.Key).Order(StringComparer.Ordinal));
+            foreach (var (field, value) in example)
+                Assert.True(JsonNode.DeepEquals(value, back[field]), $"{field}: documented {value?.ToJsonString()}, written {back[field]?.ToJsonString()}");
+            // And what is written reads back into the same event.
+            var again = MediaEventParser.Parse(json, parsed.Id, Limits);
+            Assert.Equal(parsed with { Source = null }, again with { Source = null });
+            Assert.Equal(Describe(parsed.Source), Describe(again.Source));
+            written.UnionWith(back.Select(p => p.Key));
+        }
+        // Every field of the table, and the optional schema field, appears in some example.
+        var documented = TableFirstColumn(Section("Input")).Select(f => f.Trim('`')).Append("schema").ToHashSet(StringComparer.Ordinal);
+        Assert.Equal(documented.Order(StringComparer.Ordinal), written.Order(StringComparer.Ordinal));
+    }
+
+    private static string Describe(MediaSource? source) => source switch
+    {
+        MediaSource.Inline d => "data:" + Convert.ToBase64String(d.Bytes),
+        null => "none",
+        _ => source.ToString(),
+    };
 
     [Fact]
     public void The_output_example_round_trips_through_the_output_record()
@@ -67,9 +103,13 @@ public sealed partial class EventContractTests
         foreach (var (name, value) in headers.Where(h => h.Name != DeadLetterHeaders.ErrorClass))
             Assert.Equal(rows[name], System.Text.Encoding.UTF8.GetString(value));
         Assert.Equal(letter, DeadLetterHeaders.Read(headers));
-        // The optional headers of a copy without its value are documented too.
-        var dropped = DeadLetterHeaders.ToHeaders(letter with { ValueDropped = true, ValueBytes = 9, ValueSha256 = new string('a', 64) }).Select(h => h.Name);
-        Assert.Empty(dropped.Except(rows.Keys));
+        // The optional headers of a copy without its value, with their documented examples, field by field.
+        var dropped = letter with { ValueDropped = true, ValueBytes = long.Parse(Example(rows[DeadLetterHeaders.ValueBytes])), ValueSha256 = Example(rows[DeadLetterHeaders.ValueSha256]) };
+        var droppedHeaders = DeadLetterHeaders.ToHeaders(dropped).ToList();
+        Assert.Empty(droppedHeaders.Select(h => h.Name).Except(rows.Keys));
+        foreach (var name in new[] { DeadLetterHeaders.ValueDropped, DeadLetterHeaders.ValueBytes, DeadLetterHeaders.ValueSha256 })
+            Assert.Equal(Example(rows[name]), System.Text.Encoding.UTF8.GetString(droppedHeaders.Single(h => h.Name == name).Value));
+        Assert.Equal(dropped, DeadLetterHeaders.Read(droppedHeaders));
     }
 
     [Fact]
@@ -81,6 +121,9 @@ public sealed partial class EventContractTests
         constants.Add(ErrorClasses.Decode("<kind>"));
         Assert.Equal(constants.Order(), documented.Order());
     }
+
+    // The example of a cell such as "`true` (only on a copy without its value)" (read with its outer backticks trimmed): its code span.
+    private static string Example(string cell) => cell.Contains('`', StringComparison.Ordinal) ? cell[..cell.IndexOf('`', StringComparison.Ordinal)] : cell;
 
     private static List<string> SplitObjects(string block)
     {
