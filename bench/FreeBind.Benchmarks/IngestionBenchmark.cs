@@ -293,7 +293,7 @@ internal static class IngestionBenchmark
         }
         sb.AppendLine();
 
-        sb.AppendLine("Where the end-to-end time goes (timed phases, medians over rounds; write figures from the store's per-batch log):");
+        sb.AppendLine("Where the end-to-end time goes (timed phases, medians over rounds; write figures from the worker's `freebind.ingestion.write.*` instruments, encoder runs from `freebind.encoder.*`):");
         sb.AppendLine();
         sb.AppendLine("| case | events/s | every round | cache hits | write batches | items per write | ms per write | writes ÷ wall time | partition pauses | items per encoder run | worker-process CPU ms per event |");
         sb.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -28,6 +28,7 @@ public static class EncodingExtensions
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<PreprocessingOptions>>().Value);
         builder.Services.AddSingleton<ManifestCatalog>();
         builder.Services.AddSingleton<SessionFactory>();
+        builder.Services.AddSingleton<EncoderMetrics>();
         builder.Services.AddSingleton<ExpertEncoders>();
         builder.Services.AddSingleton<FusionEngine>();
         builder.Services.AddSingleton<Embedder>();

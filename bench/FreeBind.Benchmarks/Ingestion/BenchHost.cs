@@ -1,4 +1,9 @@
+using System.Diagnostics.Metrics;
 using FreeBind.Consumers.Hosting;
+using FreeBind.Consumers.Ingestion;
+using FreeBind.Encoding.Execution;
+using FreeBind.Encoding.Spaces;
+using Microsoft.Extensions.DependencyInjection;
 using FreeBind.Encoding;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -8,8 +13,8 @@ namespace FreeBind.Benchmarks.Ingestion;
 
 /// <summary>
 /// A worker host as `freebind run` composes it (encoding + the ingestion worker, or only the item pipeline; settings from
-/// configuration keys), built in this process. Logs: warnings and errors to stderr; the store's
-/// per-batch write records are captured for the diagnostics instead of printed.
+/// configuration keys), built in this process. Logs: warnings and errors to stderr; write
+/// transactions are read from the worker's metrics (<see cref="WriteStats"/>).
 /// </summary>
 internal static class BenchHost
 {
@@ -23,67 +28,111 @@ internal static class BenchHost
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Logging.AddFilter(WriteStats.Category, LogLevel.Debug);
-        builder.Logging.AddProvider(new CaptureProvider(writes));
+        builder.Logging.AddProvider(new WarningsProvider());
         builder.AddEncoding();
         if (runWorker) builder.AddIngestionWorker();
         else builder.AddItemPipeline();
-        return builder.Build();
+        var host = builder.Build();
+        writes.Listen(host.Services.GetRequiredService<IMeterFactory>());
+        return host;
     }
 
-    private sealed class CaptureProvider(WriteStats writes) : ILoggerProvider
+    private sealed class WarningsProvider : ILoggerProvider
     {
-        public ILogger CreateLogger(string categoryName) => new CaptureLogger(categoryName, writes);
+        public ILogger CreateLogger(string categoryName) => new WarningsLogger(categoryName);
 
         public void Dispose()
         {
         }
     }
 
-    private sealed class CaptureLogger(string category, WriteStats writes) : ILogger
+    private sealed class WarningsLogger(string category) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => true;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (category == WriteStats.Category && eventId.Id == WriteStats.BatchWrittenEvent && state is IReadOnlyList<KeyValuePair<string, object?>> fields)
-            {
-                var items = fields.FirstOrDefault(f => f.Key == "Items").Value is int n ? n : 0;
-                var ms = fields.FirstOrDefault(f => f.Key == "ElapsedMs").Value is double d ? d : 0;
-                writes.Add(items, ms);
-                return;
-            }
             if (logLevel >= LogLevel.Warning)
                 Console.Error.WriteLine($"    [{logLevel} {category}] {formatter(state, exception)}{(exception is null ? "" : " " + exception.Message)}");
         }
     }
 }
 
-/// <summary>Write batches the <c>EmbeddingStore</c> reported (event 4020): how many, how large, how long.</summary>
-internal sealed class WriteStats
+/// <summary>
+/// Encoder items and batches of a host (the <c>freebind.encoder.*</c> counters, totals since start)
+/// for the models of a space.
+/// </summary>
+internal static class EncoderTotals
 {
-    public const string Category = "FreeBind.Persistence.Embeddings.EmbeddingStore";
-    public const int BatchWrittenEvent = 4020;
+    public static (long Batches, long Items) Read(IMeterFactory meterFactory, SpaceDefinition space)
+    {
+        var models = space.Plans.Values.SelectMany(p => p.Experts.Select(e => space.EncoderOf(e, p.Modality).Model)).ToHashSet(StringComparer.Ordinal);
+        long batches = 0, items = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == EncoderMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, meterFactory)
+                && instrument.Name is EncoderMetrics.Items or EncoderMetrics.Batches)
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key != "model" || !models.Contains((string)tag.Value!)) continue;
+                if (instrument.Name == EncoderMetrics.Items) items += value;
+                else batches += value;
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return (batches, items);
+    }
+}
 
+/// <summary>
+/// The worker's write transactions, from its <c>freebind.ingestion.write.items</c> and
+/// <c>freebind.ingestion.write.duration</c> instruments: how many, how large, how long.
+/// </summary>
+internal sealed class WriteStats : IDisposable
+{
     private readonly Lock _gate = new();
+    private readonly MeterListener _listener = new();
     private int _batches;
     private long _items;
     private double _ms;
     private int _largest;
-    public void Add(int items, double ms)
+
+    /// <summary>Starts reading the write instruments of the host with <paramref name="meterFactory"/>.</summary>
+    public void Listen(IMeterFactory meterFactory)
     {
-        lock (_gate)
+        _listener.InstrumentPublished = (instrument, l) =>
         {
-            _batches++;
-            _items += items;
-            _ms += ms;
-            _largest = Math.Max(_largest, items);
-        }
+            if (instrument.Meter.Name == IngestionMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, meterFactory)
+                && instrument.Name is IngestionMetrics.WriteItems or IngestionMetrics.WriteDuration)
+                l.EnableMeasurementEvents(instrument);
+        };
+        _listener.SetMeasurementEventCallback<int>((_, items, _, _) =>
+        {
+            lock (_gate)
+            {
+                _batches++;
+                _items += items;
+                _largest = Math.Max(_largest, items);
+            }
+        });
+        _listener.SetMeasurementEventCallback<double>((_, ms, _, _) =>
+        {
+            lock (_gate) _ms += ms;
+        });
+        _listener.Start();
     }
 
-    /// <summary>Batches, items, total milliseconds inside the store and largest batch since the last reset.</summary>
+    public void Dispose() => _listener.Dispose();
+
+    /// <summary>Write transactions, items, total milliseconds and largest transaction since the last reset.</summary>
     public (int Batches, long Items, double Milliseconds, int Largest) Snapshot()
     {
         lock (_gate) return (_batches, _items, _ms, _largest);

@@ -49,7 +49,7 @@ internal static class EndToEndCase
         var topics = ctx.NewTopics();
         var settings = ctx.Settings(db.ConnectionString, topics);
         foreach (var (k, v) in overrides) settings[k] = v;
-        var writes = new WriteStats();
+        using var writes = new WriteStats();
         using var host = BenchHost.Build(settings, runWorker: true, writes);
 
         var started = Stopwatch.StartNew();
@@ -61,19 +61,8 @@ internal static class EndToEndCase
         var startSeconds = started.Elapsed.TotalSeconds;
 
         var space = (await host.Services.GetRequiredService<WriteTargets>().StartAsync(CancellationToken.None)).Active!;
-        var encoders = host.Services.GetRequiredService<ExpertEncoders>();
-        (long, long) EncoderCounters()
-        {
-            long b = 0, n = 0;
-            foreach (var plan in space.Definition.Plans.Values)
-                foreach (var expert in plan.Experts)
-                {
-                    var (batches, items) = encoders.Model(space.Definition, expert, plan.Modality).Batcher.Counters;
-                    b += batches;
-                    n += items;
-                }
-            return (b, n);
-        }
+        var meters = host.Services.GetRequiredService<IMeterFactory>();
+        (long, long) EncoderCounters() => EncoderTotals.Read(meters, space.Definition);
 
         var miss = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("t", 0, events), warmup, writes, EncoderCounters);
         PhaseResult? hit = null;

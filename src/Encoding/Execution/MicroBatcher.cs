@@ -35,8 +35,8 @@ public sealed class MicroBatcher<TIn, TOut> : IAsyncDisposable
     /// <summary>Items waiting for a batch.</summary>
     public int QueueLength => _queue.Reader.CanCount ? _queue.Reader.Count : 0;
 
-    /// <summary>Batches run and items served so far (for metrics and tests).</summary>
-    public (long Batches, long Items) Counters => (Interlocked.Read(ref _batches), Interlocked.Read(ref _items));
+    /// <summary>Batches run and items served so far (read by <see cref="EncoderMetrics"/>).</summary>
+    internal (long Batches, long Items) Counters => (Interlocked.Read(ref _batches), Interlocked.Read(ref _items));
 
     public async Task<TOut> SubmitAsync(TIn item, CancellationToken cancellationToken = default)
     {

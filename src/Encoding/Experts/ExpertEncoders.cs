@@ -11,7 +11,9 @@ namespace FreeBind.Encoding.Experts;
 /// <see cref="Prepare"/> at start), each behind its own micro-batcher. Produces atoms: the raw
 /// expert embedding of an item, its clips averaged (ImageBind audio).
 /// </summary>
-public sealed class ExpertEncoders(SessionFactory sessions) : IAsyncDisposable
+/// <param name="sessions">Creates the sessions.</param>
+/// <param name="metrics">Where each model's items and batches are observed (none outside a host).</param>
+public sealed class ExpertEncoders(SessionFactory sessions, EncoderMetrics? metrics = null) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<OnnxModel>> _models = new(StringComparer.Ordinal);
 
@@ -39,6 +41,7 @@ public sealed class ExpertEncoders(SessionFactory sessions) : IAsyncDisposable
                 model.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 throw new InvalidDataException($"{model.Label}: outputs {width} values per row, but the manifest says expert '{expert}' is {dim}-d");
             }
+            metrics?.Track(model, spec.Model, expert, modality);
             return model;
         })).Value;
     }

@@ -44,8 +44,7 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         var targets = worker.Services.GetRequiredService<WriteTargets>();
         await WaitUntilAsync(() => targets.Current.Targets.Count == 2, "the worker did not take the new version as a write target");
 
-        var encoders = worker.Services.GetRequiredService<ExpertEncoders>();
-        var encodedBefore = Encoded(encoders, space1, Modality.Text);
+        var encodedBefore = Encoded(worker, space1, Modality.Text);
         await h.ProduceAsync(Texts("dual", 12));
         await worker.Metrics.WaitForCompletedAsync(22, TimeSpan.FromMinutes(2));
 
@@ -53,7 +52,7 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         Assert.Equal(22, await store.CountAsync(v1));
         Assert.Equal(12, await store.CountAsync(v2)); // only what came after the version appeared
         // Each encoder ran once per item, whatever the number of versions.
-        Assert.Equal(12 * space1.Plans[Modality.Text].Experts.Count, Encoded(encoders, space1, Modality.Text) - encodedBefore);
+        Assert.Equal(12 * space1.Plans[Modality.Text].Experts.Count, Encoded(worker, space1, Modality.Text) - encodedBefore);
         foreach (var id in new[] { "dual-000", "dual-007", "dual-011" })
         {
             var atoms = (await store.GetAtomsAsync(id)).ToDictionary(a => a.Expert, a => a.Vector.ToArray());
@@ -147,9 +146,8 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         await worker.Metrics.WaitForCompletedAsync(3, TimeSpan.FromMinutes(2));
         var v1 = await h.ActiveVersionAsync();
         var space1 = EngineFixture.Load("imagebind++");
-        var encoders = worker.Services.GetRequiredService<ExpertEncoders>();
         var experts = space1.Plans[Modality.Text].Experts.Count;
-        var encodedBefore = Encoded(encoders, space1, Modality.Text);
+        var encodedBefore = Encoded(worker, space1, Modality.Text);
 
         // One item's write is held; eleven more are processed for the set {v1} behind it.
         await h.Database.ScalarAsync<int>("UPDATE test_gate SET closed = true; SELECT 1");
@@ -157,7 +155,7 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         await h.ProduceAsync(Texts("stuck", 1));
         await WaitUntilAsync(() => worker.Metrics.Retries > retries, "the first write never reached the gate");
         await h.ProduceAsync(Texts("held", 11));
-        await WaitUntilAsync(() => Encoded(encoders, space1, Modality.Text) - encodedBefore == 12 * experts, "the held items were not processed");
+        await WaitUntilAsync(() => Encoded(worker, space1, Modality.Text) - encodedBefore == 12 * experts, "the held items were not processed");
         await Task.Delay(500); // fusion follows the encoders
         Assert.Equal(3, worker.Metrics.Completed);
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: 12 items processed for {{v1}}, none written");
@@ -178,7 +176,7 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         Assert.Null(await store.GetEmbeddingAsync(v2, "stuck-000"));
         Assert.Equal(11, await store.CountAsync(v2));
         // Re-targeting fused from the atoms the items already had: no encoder ran again.
-        Assert.Equal(12 * experts, Encoded(encoders, space1, Modality.Text) - encodedBefore);
+        Assert.Equal(12 * experts, Encoded(worker, space1, Modality.Text) - encodedBefore);
         foreach (var id in Enumerable.Range(0, 11).Select(i => $"held-{i:D3}"))
         {
             var atoms = (await store.GetAtomsAsync(id)).ToDictionary(a => a.Expert, a => a.Vector.ToArray());
@@ -327,8 +325,12 @@ public sealed class WriteTargetTests(EngineFixture engine, ITestOutputHelper out
         Assert.Null(fatal.Exception);
     }
 
-    private static long Encoded(ExpertEncoders encoders, SpaceDefinition space, Modality modality) =>
-        space.Plans[modality].Experts.Sum(e => encoders.Model(space, e, modality).Batcher.Counters.Items);
+    // Items the space's encoders for a modality ran, from the freebind.encoder.items counter.
+    private static long Encoded(RunningWorker worker, SpaceDefinition space, Modality modality)
+    {
+        var items = FreeBind.Tests.Encoding.EncoderCounts.Items(worker.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        return space.Plans[modality].Experts.Sum(e => items.GetValueOrDefault(space.EncoderOf(e, modality).Model));
+    }
 
     private static Task WaitUntilAsync(Func<bool> condition, string failure, TimeSpan? timeout = null) =>
         WaitUntilAsync(() => Task.FromResult(condition()), failure, timeout);
