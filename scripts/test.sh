@@ -57,5 +57,9 @@ rm -f "$log" "$pylog"
 passed=$((passed + ${pyran:-0} - pyfailed))
 failed=$((failed + pyfailed))
 echo "$passed passed, $failed failed"
+# A test host that aborts (a native crash) leaves no "Failed:" line: say so rather than look green.
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "dotnet test ended with exit code $status and no failed test: the test host stopped early (its last lines above say where)"
+fi
 [ "$pystatus" -eq 0 ] || exit "$pystatus"
 exit "$status"
