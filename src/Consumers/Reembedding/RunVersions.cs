@@ -59,6 +59,11 @@ public sealed class RunVersions(SpaceCatalog catalog, VersionDocuments documents
         {
             throw new RunStepException($"version v{version.Id} of '{space}' cannot be loaded here: {e.Errors[0]} (deploy its projector files under Spaces:ModelRoot)");
         }
+        catch (SpaceChoiceException e)
+        {
+            // The model root is missing or holds none of the version's files: no retry can help.
+            throw new RunStepException($"version v{version.Id} of '{space}' cannot be loaded here: {e.Errors[0].Message}");
+        }
         Check(version, definition);
         return new RunVersion(version, _fusion.GetOrAdd((version.Id, digest), definition));
     }
@@ -81,6 +86,12 @@ public sealed class RunVersions(SpaceCatalog catalog, VersionDocuments documents
             throw new RunStepException(
                 $"version v{version.Id} of '{version.Space}' needs its encoders here (an expert's model changed, or the verify gate recomputes items from content), " +
                 $"and they cannot be loaded: {e.Errors[0]} (deploy its model files under Spaces:ModelRoot)");
+        }
+        catch (SpaceChoiceException e)
+        {
+            throw new RunStepException(
+                $"version v{version.Id} of '{version.Space}' needs its encoders here (an expert's model changed, or the verify gate recomputes items from content), " +
+                $"and they cannot be loaded: {e.Errors[0].Message}");
         }
         Check(version, definition);
         return _encoding.GetOrAdd((version.Id, version.Digest), definition);

@@ -125,5 +125,31 @@ public sealed class ReembeddingPathTests(EngineFixture engine, RabbitMqVirtualHo
         Assert.Equal(items.Count, runC.Done);
         await AssertFromScratchAsync(engine, h.Database, vC, spaceC, items);
         await refuser.StopAsync();
+
+        // Run D on a machine whose model folder holds none of the files: the run fails at once with
+        // the reason, not after a minute of redeliveries ending in a fault.
+        var noFiles = Directory.CreateTempSubdirectory("freebind-no-models-").FullName;
+        try
+        {
+            var bare = Settings(h, broker, batchSize: 4, sampleSize: 0);
+            bare["Spaces:ModelRoot"] = noFiles;
+            using var bareHost = await StartHostAsync(bare, ReembeddingRoles.SagaHost | ReembeddingRoles.Worker);
+            var spaceD = EngineFixture.Load("imagebind++", FactorSelection.Parse("versatile", ["audio=0.4"]));
+            var vD = await PublishAsync(h.Database, spaceD);
+            var idD = RunIds.For(spaceD.Name, spaceD.Version);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            await bareHost.Services.GetRequiredService<IBus>().Publish(new StartReembedding(idD, spaceD.Name, spaceD.Version, AutoCutover: true, "test"));
+            var runD = await WaitForAsync(h.Database, idD, "Failed", TimeSpan.FromMinutes(1));
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), $"the run failed after {started.Elapsed}: retried instead of failing");
+            Assert.Contains($"version v{vD.Id} of 'imagebind++' cannot be loaded here", runD.Reason, StringComparison.Ordinal);
+            Assert.Contains(noFiles, runD.Reason, StringComparison.Ordinal);
+            Assert.DoesNotContain("\n", runD.Reason, StringComparison.Ordinal);
+            Assert.Equal(vC.Id, (await h.ActiveVersionAsync()).Id);
+            await bareHost.StopAsync();
+        }
+        finally
+        {
+            Directory.Delete(noFiles, recursive: true);
+        }
     }
 }
