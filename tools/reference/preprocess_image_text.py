@@ -26,6 +26,7 @@ html.entities, so both sides share one source of facts.
 
 import argparse
 import gzip
+import hashlib
 import html
 import html.entities
 import io
@@ -385,6 +386,7 @@ def corpus():
 
 
 UPSTREAM_CLIP = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "clip-text.json")
+UPSTREAM_HF = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "hf-text.json")
 
 
 def check_captions_against_upstream(clip):
@@ -394,6 +396,27 @@ def check_captions_against_upstream(clip):
     for caption in CAPTIONS:
         if clip(caption) != upstream[caption]:
             raise SystemExit(f"CLIP ids of {caption!r} differ from ImageBind's own tokenizer ({UPSTREAM_CLIP})")
+
+
+def check_twins_against_upstream(rob, ivl, files):
+    """The RoBERTa and InternVL twins against ids HF transformers' own tokenizers computed (upstream_hf.py), on the
+    same generated tokenizer files. Texts in which upstream splits out a special-token literal are deviation 7 of
+    docs/preprocessing.md (ordinary text here): those must still differ, every other text must be equal."""
+    with open(UPSTREAM_HF, encoding="utf-8") as f:
+        fixture = json.load(f)
+    for name, path in files.items():
+        with open(path, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != fixture["tokenizers"][name]:
+                raise SystemExit(f"{path} is not the tokenizer {UPSTREAM_HF} was computed with: regenerate it with tools/reference/upstream_hf.py")
+    wrong = []
+    for case in fixture["cases"]:
+        ids, mask = rob(case["text"])
+        if ((ids, mask) == (case["roberta_ids"], case["roberta_mask"])) == case["roberta_special_literal"]:
+            wrong.append(f"roberta {case['text'][:40]!r}")
+        if (ivl(case["text"]) == case["internvl_ids"]) == case["internvl_special_literal"]:
+            wrong.append(f"internvl {case['text'][:40]!r}")
+    if wrong:
+        raise SystemExit(f"the tokenizer twins disagree with HF transformers' own code ({UPSTREAM_HF}) on: " + "; ".join(wrong))
 
 
 def write_text(out, tokdir):
@@ -415,6 +438,7 @@ def write_text(out, tokdir):
     ivl = InternVLTokenizer(sp)
     with open(os.path.join(d, "internvl.json"), "w") as f:
         json.dump([ivl(t) for t in texts], f)
+    check_twins_against_upstream(rob, ivl, {"roberta/vocab.json": rv, "roberta/merges.txt": rm, "internvl/tokenizer.model": sp})
 
 
 # ----------------------------------------------------------------------------------------------
