@@ -89,6 +89,9 @@ PROBES = [
     "word " * 120, "ab " * 200, "é" * 200, "😀" * 100, "日本語のテキスト" * 30, " ".join(str(i) for i in range(200)),
     "x" * 1000, "it's a dog's life, isn't it? they're here, we've won, I'm done, you'll see, he'd go",
     "IT'S LOUD", "don\u2019t curly", "''s ''t", "'s", "a's", "1,000,000.50 $",
+    # A contraction glued to the letters after it ('tis → 'ti + s, not ' + tis) changes the BPE of what follows.
+    "'tis the season", "'twas the night", "'really 'very 'mother 'dance 'dog", "'llama", "'sup 'rest 'main",
+    "y'all'd've", "o'clock rock'n'roll",
 ]
 
 
