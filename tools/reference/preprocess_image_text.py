@@ -17,7 +17,9 @@ computed outside the repository (Debian has neither ftfy nor transformers). The 
 only tokenises the captions for the stand-in encoders and the benchmark, and is checked against that
 fixture on them. RoBERTa and SentencePiece follow HF transformers 4.30.2 (FreeBind's version), read
 from its source: GPT-2's pattern and byte-level BPE with the python3-regex module HF uses, merges
-read as HF reads them, and Google's sentencepiece library itself.
+read as HF reads them, and Google's sentencepiece library itself. Both twins are held to
+tests/fixtures/upstream/hf-text.json (ids from HF's own tokenizer code, upstream_hf.py) when the text
+corpus is written.
 
 `--emit-tables FILE` writes the generated C# Unicode/HTML tables used by the C# side
 (src/Encoding/Preprocessing/Text/TextTables.g.cs) from this interpreter's unicodedata and
