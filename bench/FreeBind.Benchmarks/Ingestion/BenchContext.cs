@@ -53,7 +53,8 @@ internal sealed class BenchContext : IDisposable
     public Dictionary<string, string?> Settings(string connectionString, (string Topic, string Output, string DeadLetter, string Group) topics) => new()
     {
         ["Spaces:ManifestDirectory"] = Path.Combine(Root, "spaces"),
-        ["Spaces:ModelRoot"] = Path.Combine(Root, ".work", "testdata", "models"),
+        ["Spaces:ModelRoot"] = Path.Combine(Environment.GetEnvironmentVariable("FREEBIND_TESTDATA") is { Length: > 0 } data
+            ? data : Path.Combine(Root, ".work", "testdata"), "models"),
         ["Spaces:Default"] = Space,
         ["Onnx:ExecutionProvider"] = "cpu",
         ["Onnx:VerifyProjectors"] = "false",

@@ -57,19 +57,21 @@ internal static class EndToEndCase
         await host.StartAsync();
         // Warm-up contents come after the timed ones, so the timed batch still misses the cache.
         await ctx.ProduceAsync(topics.Topic, makeEvents("w", events, warmup));
-        await WaitAsync(worker, warmup, TimeSpan.FromMinutes(3));
+        // A worker that stops (its log says why) ends the waits at once rather than at their deadline.
+        var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        await worker.WaitForCompletedAsync(warmup, TimeSpan.FromMinutes(3), stopping);
         var startSeconds = started.Elapsed.TotalSeconds;
 
         var space = (await host.Services.GetRequiredService<WriteTargets>().StartAsync(CancellationToken.None)).Active!;
         var meters = host.Services.GetRequiredService<IMeterFactory>();
         (long, long) EncoderCounters() => EncoderTotals.Read(meters, space.Definition);
 
-        var miss = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("t", 0, events), warmup, writes, EncoderCounters);
+        var miss = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("t", 0, events), warmup, writes, EncoderCounters, stopping);
         PhaseResult? hit = null;
         if (hits)
         {
             // Same contents, new ids: every item is a cache hit (no decoding, no encoders).
-            hit = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("h", 0, events), warmup + events, writes, EncoderCounters);
+            hit = await PhaseAsync(ctx, worker, topics.Topic, makeEvents("h", 0, events), warmup + events, writes, EncoderCounters, stopping);
         }
         await host.StopAsync(TimeSpan.FromSeconds(30));
 
@@ -81,7 +83,8 @@ internal static class EndToEndCase
     }
 
     private static async Task<PhaseResult> PhaseAsync(BenchContext ctx, IngestionMetricsListener worker, string topic,
-        IReadOnlyList<(string Key, string Value)> messages, long before, WriteStats writes, Func<(long Batches, long Items)> encoder)
+        IReadOnlyList<(string Key, string Value)> messages, long before, WriteStats writes, Func<(long Batches, long Items)> encoder,
+        CancellationToken stopping)
     {
         writes.Reset();
         var encoderBefore = encoder();
@@ -92,7 +95,7 @@ internal static class EndToEndCase
         var watch = Stopwatch.StartNew();
         await ctx.ProduceAsync(topic, messages);
         var produced = watch.Elapsed.TotalSeconds;
-        await WaitAsync(worker, before + messages.Count, TimeSpan.FromMinutes(5));
+        await worker.WaitForCompletedAsync(before + messages.Count, TimeSpan.FromMinutes(5), stopping);
         var seconds = watch.Elapsed.TotalSeconds;
         self.Refresh();
         var cpu = (self.TotalProcessorTime - cpuBefore).TotalSeconds;
@@ -100,9 +103,6 @@ internal static class EndToEndCase
         return new PhaseResult(messages.Count, seconds, produced, worker.CacheHits - hitsBefore, writes.Snapshot(),
             (encoderAfter.Batches - encoderBefore.Batches, encoderAfter.Items - encoderBefore.Items), cpu, (int)(worker.Pauses - pausesBefore), (int)worker.PeakInFlight);
     }
-
-    private static Task WaitAsync(IngestionMetricsListener worker, long completed, TimeSpan timeout) =>
-        worker.WaitForCompletedAsync(completed, timeout);
 
     private static async Task<WrittenRows> ReadRowsAsync(BenchDatabase db, string space, string table)
     {
