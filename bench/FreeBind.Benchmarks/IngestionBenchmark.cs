@@ -26,7 +26,7 @@ internal static class IngestionBenchmark
           --cache-items N     items for the miss/hit latency, default 200
           --set KEY=VALUE     worker setting for every end-to-end case (configuration key, e.g. Ingestion:WriteBatch=512)
           --variant NAME:K=V[,K=V…]  an extra end-to-end case with these settings (repeatable)
-          --no-investigate    skip the built-in variants (deeper in-flight window, smaller write batches, one write lane, one ORT thread)
+          --no-investigate    skip the built-in variants (deeper in-flight window, smaller write batches, one write lane, one ORT thread, ORT spinning on)
           --images N          also time N image events (file:// URIs), 0 to skip, default 300
           --media DIR         BBQ/toilet/train .jpeg (default: $FREEBIND_SHARED or ../shared, media/freebind-samples)
           --no-hits           skip the all-cache-hits end-to-end phase
@@ -48,6 +48,7 @@ internal static class IngestionBenchmark
         ("write batch 512", new() { ["Ingestion:WriteBatch"] = "512" }),
         ("1 write lane", new() { ["Ingestion:WriteLanes"] = "1" }),
         ("1 ORT thread", new() { ["Onnx:IntraOpThreads"] = "1" }),
+        ("ORT spinning on", new() { ["Onnx:AllowSpinning"] = "true" }),
     ];
 
     /// <summary>Entry point of the subcommand; <paramref name="args"/> excludes the word <c>ingestion</c>.</summary>

@@ -22,6 +22,13 @@ public sealed class OnnxOptions
     [Range(0, 1024)]
     public int IntraOpThreads { get; set; }
 
+    /// <summary>
+    /// Whether a session's intra-op threads keep polling for work after a <c>Run</c> (ONNX Runtime's
+    /// default). Off by default: on CPU each <c>Run</c> then left about 70 ms of spinning CPU behind it,
+    /// competing with the fusion and the writes that follow (docs/benchmarks.md, ingestion).
+    /// </summary>
+    public bool AllowSpinning { get; set; }
+
     /// <summary>Largest number of items merged into one <c>Run</c>.</summary>
     [Range(1, 65536)]
     public int MaxBatch { get; set; } = 64;

@@ -79,6 +79,7 @@ public sealed partial class SessionFactory(OnnxOptions options, ILogger<SessionF
         var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (singleThreaded) so.IntraOpNumThreads = 1;
         else if (options.IntraOpThreads > 0) so.IntraOpNumThreads = options.IntraOpThreads;
+        if (!singleThreaded && !options.AllowSpinning) so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         try
         {
             if (provider == "TensorRT")
