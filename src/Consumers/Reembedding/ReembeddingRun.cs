@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using FreeBind.Consumers.Contracts.Reembedding;
 using FreeBind.Persistence.Sagas;
 using MassTransit;
 
@@ -107,6 +108,99 @@ public sealed class ReembeddingRun : SagaStateMachineInstance, IStoredSaga
     /// <summary>Batches dispatched and not yet completed.</summary>
     [JsonIgnore]
     public long Outstanding => NextSequence - CompletedBatches.Count(s => s < NextSequence);
+
+    // ---- how the machine records a run's answers (each accepted once: redeliveries change nothing) ----
+
+    /// <summary>Starts the run (again, after it ended badly): every figure of an earlier attempt is cleared.</summary>
+    /// <param name="space">Space name.</param>
+    /// <param name="digest">The version to build.</param>
+    /// <param name="autoCutover">Activate as soon as the verify gate passes.</param>
+    /// <param name="requestedBy">Who started it.</param>
+    public void Begin(string space, string digest, bool autoCutover, string requestedBy)
+    {
+        Space = space;
+        TargetDigest = digest;
+        AutoCutover = autoCutover;
+        RequestedBy = requestedBy;
+        StartedAt = Touch();
+        FinishedAt = null;
+        Reason = null;
+        PreviousDigest = null;
+        Items = Refuse = Done = 0;
+        ReencodeByExpert = [];
+        NotRetrievableByReason = [];
+        Changes = [];
+        Cursor = null;
+        NextSequence = 0;
+        DispatchPending = DispatchExhausted = false;
+        CompletedBatches = [];
+        FailedByReason = [];
+        BackfillSeconds = 0;
+        BackfillResumedAt = null;
+        Findings = [];
+        Drift = [];
+    }
+
+    /// <summary>Records the plan and starts the backfill clock.</summary>
+    /// <param name="plan">The planner's answer.</param>
+    public void RecordPlan(ReembeddingPlanned plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        PreviousDigest = plan.PreviousDigest;
+        Items = plan.Items;
+        Refuse = plan.Refuse;
+        ReencodeByExpert = new(plan.ReencodeByExpert);
+        NotRetrievableByReason = new(plan.NotRetrievableByReason);
+        Changes = [.. plan.Changes];
+        ResumeClock();
+    }
+
+    /// <summary>Records a dispatch; answers to an older one (a redelivery, or the one a nudge repeated) are dropped.</summary>
+    /// <param name="message">The dispatcher's answer.</param>
+    public void RecordDispatch(BackfillDispatched message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (!DispatchPending || message.FirstSequence != NextSequence) return;
+        NextSequence += message.Count;
+        Cursor = message.Last ?? Cursor;
+        DispatchExhausted = message.Exhausted;
+        DispatchPending = false;
+        Touch();
+    }
+
+    /// <summary>Records a written batch once.</summary>
+    /// <param name="message">The worker's answer.</param>
+    public void RecordBatch(BackfillBatchCompleted message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (!CompletedBatches.Add(message.Sequence)) return;
+        Done += message.Done;
+        foreach (var (reason, count) in message.FailedByReason)
+            FailedByReason[reason] = FailedByReason.GetValueOrDefault(reason) + count;
+        Touch();
+    }
+
+    /// <summary>The backfill clock runs (again): only time spent backfilling counts towards the rate.</summary>
+    public void ResumeClock() => BackfillResumedAt = Touch();
+
+    /// <summary>The backfill clock stops (pause, verify, cancel, failure).</summary>
+    public void StopClock()
+    {
+        if (BackfillResumedAt is { } resumed)
+            BackfillSeconds += (DateTimeOffset.UtcNow - resumed).TotalSeconds;
+        BackfillResumedAt = null;
+    }
+
+    /// <summary>The run has ended: its space is free for the next run.</summary>
+    public void End()
+    {
+        ExclusiveKey = null;
+        FinishedAt = Touch();
+    }
+
+    /// <summary>Marks the run updated now.</summary>
+    /// <returns>The time set.</returns>
+    public DateTimeOffset Touch() => UpdatedAt = DateTimeOffset.UtcNow;
 
     /// <summary>Items per second while backfilling, at <paramref name="now"/>.</summary>
     /// <param name="now">The time to measure at.</param>
