@@ -158,6 +158,29 @@ def write_hostile(out):
             np.save(os.path.join(d, f"{f}.{profile}.npy"), fn(img))
 
 
+def check_internvl_vision_against_upstream(out):
+    """internvl_vision against pixel_values HF transformers' own CLIPImageProcessor computed (upstream_hf_image.py) on
+    the same files: per-channel sums and strided values equal to float32 rounding. Against the EXIF-6 image as upstream
+    opens it (not rotated), deviation 1 of docs/preprocessing.md, the result must differ."""
+    with open(UPSTREAM_HF_IMAGE, encoding="utf-8") as f:
+        fixture = json.load(f)
+    wrong = []
+    for case in fixture["cases"]:
+        path = os.path.join(MEDIA, case["file"]) if case["kind"] == "sample" else os.path.join(out, "hostile", case["file"])
+        with open(path, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != case["sha256"]:
+                raise SystemExit(f"{path} is not the file {UPSTREAM_HF_IMAGE} was computed from: regenerate it with tools/reference/upstream_hf_image.py")
+        deviation = case["file"] == "exif6.jpg" and case["opened_with"] == "Image.open"
+        values = internvl_vision(open_rgb(path))[0]  # as the product opens it: EXIF orientation applied
+        sums = [float(values[c].astype(np.float64).sum()) for c in range(3)]
+        same = (np.abs(values.reshape(-1)[::fixture["stride"]] - np.array(case["strided"], dtype=np.float32)).max() <= 1e-6
+                and max(abs(a - b) for a, b in zip(sums, case["channel_sums"])) <= 1e-2)
+        if same == deviation:
+            wrong.append(f"{case['file']} ({case['opened_with']})")
+    if wrong:
+        raise SystemExit(f"internvl_vision disagrees with HF transformers' own CLIPImageProcessor ({UPSTREAM_HF_IMAGE}) on: " + "; ".join(wrong))
+
+
 # ----------------------------------------------------------------------------------------------
 # text: a simplified ftfy for the captions (the oracle for CLIP text is the upstream fixture)
 
@@ -388,6 +411,7 @@ def corpus():
 
 
 UPSTREAM_CLIP = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "clip-text.json")
+UPSTREAM_HF_IMAGE = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "hf-image.json")
 UPSTREAM_HF = os.path.join(HERE, "..", "..", "tests", "fixtures", "upstream", "hf-text.json")
 
 
@@ -549,6 +573,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     write_images(out)
     write_hostile(out)
+    check_internvl_vision_against_upstream(out)
     write_text(out, a.tokenizers or os.path.join(a.out, "tokenizers"))
     print(f"wrote {out}")
 
