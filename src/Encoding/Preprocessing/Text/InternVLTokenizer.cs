@@ -12,6 +12,8 @@ public sealed class InternVLTokenizer
     public const int ContextLength = 80;
     public const string Prefix = "summarize:";
 
+    private static readonly string[] Specials = ["<s>", "</s>", "<unk>"];
+
     private readonly SentencePieceTokenizer _sp;
 
     private InternVLTokenizer(SentencePieceTokenizer sp) => _sp = sp;
@@ -26,10 +28,19 @@ public sealed class InternVLTokenizer
 
     public int Eos => _sp.EndOfSentenceId;
 
-    /// <summary>BOS + pieces of 'summarize:'+text (first 78) + EOS, zero-padded to 80.</summary>
+    /// <summary>
+    /// BOS + pieces of 'summarize:'+text (first 78) + EOS, zero-padded to 80. As in HF's slow
+    /// tokenizer, a literal &lt;s&gt;, &lt;/s&gt; or &lt;unk&gt; in the text is that token, and the text
+    /// between literals is encoded piece by piece (each piece with SentencePiece's leading space).
+    /// </summary>
     public long[] Tokenize(string text)
     {
-        var ids = _sp.EncodeToIds(Prefix + text, addBeginningOfSentence: false, addEndOfSentence: false);
+        var ids = new List<int>();
+        foreach (var (piece, special) in SpecialTokenSplit.Split(Prefix + text, Specials))
+        {
+            if (special) ids.Add(piece == "<s>" ? Bos : piece == "</s>" ? Eos : _sp.UnknownId);
+            else ids.AddRange(_sp.EncodeToIds(piece, addBeginningOfSentence: false, addEndOfSentence: false));
+        }
         var n = Math.Min(ids.Count, ContextLength - 2);
         var result = new long[ContextLength];
         result[0] = Bos;

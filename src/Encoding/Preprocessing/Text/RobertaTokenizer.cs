@@ -5,7 +5,8 @@ namespace FreeBind.Encoding.Preprocessing.Text;
 
 /// <summary>
 /// HF <c>RobertaTokenizer</c> (GPT-2 byte-level BPE) as CLAP calls it: no prefix space, no
-/// normalisation, &lt;s&gt; … &lt;/s&gt;, truncation to max_length, right padding with &lt;pad&gt;.
+/// normalisation, special-token literals split out, &lt;s&gt; … &lt;/s&gt;, truncation to max_length,
+/// right padding with &lt;pad&gt;.
 /// Microsoft.ML.Tokenizers' EnglishRobertaTokenizer is fairseq's variant (it needs dict.txt and
 /// remaps ids), so HF's vocab.json ids are produced with the shared BPE here instead.
 /// </summary>
@@ -13,8 +14,12 @@ public sealed class RobertaTokenizer
 {
     public const int ContextLength = 77;
 
+    // RobertaTokenizer's special tokens; <mask> is AddedToken(lstrip=True).
+    private static readonly string[] MaskLiteral = ["<mask>"];
+
     private readonly BytePairEncoder _bpe;
     private readonly Dictionary<string, int> _vocab;
+    private readonly string[] _specials;
 
     private RobertaTokenizer(BytePairEncoder bpe, Dictionary<string, int> vocab)
     {
@@ -24,6 +29,7 @@ public sealed class RobertaTokenizer
         Pad = vocab.GetValueOrDefault("<pad>", 1);
         Eos = vocab.GetValueOrDefault("</s>", 2);
         Unk = vocab.GetValueOrDefault("<unk>", 3);
+        _specials = [.. new[] { "<s>", "</s>", "<unk>", "<pad>", "<mask>" }.Where(vocab.ContainsKey)];
     }
 
     public int Bos { get; }
@@ -58,13 +64,24 @@ public sealed class RobertaTokenizer
         return new RobertaTokenizer(new BytePairEncoder(merges, endOfWord: null), vocab);
     }
 
-    /// <summary>BPE ids of the text without &lt;s&gt;/&lt;/s&gt;.</summary>
+    /// <summary>
+    /// Ids of the text without the &lt;s&gt;/&lt;/s&gt; around it. A special token's literal in the text
+    /// is that token, as in HF's slow tokenizer (&lt;mask&gt; also takes the whitespace before it).
+    /// </summary>
     public List<int> Encode(string text)
     {
         var ids = new List<int>();
-        foreach (var (start, length) in PreTokenize(text))
-            foreach (var symbol in _bpe.Encode(BytePairEncoder.MapBytes(text.AsSpan(start, length))))
-                ids.Add(_vocab.TryGetValue(symbol, out var id) ? id : Unk);
+        foreach (var (piece, special) in SpecialTokenSplit.Split(text, _specials, MaskLiteral))
+        {
+            if (special)
+            {
+                ids.Add(_vocab[piece]);
+                continue;
+            }
+            foreach (var (start, length) in PreTokenize(piece))
+                foreach (var symbol in _bpe.Encode(BytePairEncoder.MapBytes(piece.AsSpan(start, length))))
+                    ids.Add(_vocab.TryGetValue(symbol, out var id) ? id : Unk);
+        }
         return ids;
     }
 
