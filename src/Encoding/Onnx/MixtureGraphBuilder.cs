@@ -23,10 +23,12 @@ internal static class MixtureGraphBuilder
         if (sets.Count == 0 || sets.Any(s => s.Count == 0)) throw new ArgumentException("a mixture needs at least one projector in every set");
         var outDim = sets[0][0].OutputDimension;
         var totalProjectors = sets.Sum(s => s.Count);
-        var graph = new ProtoWriter();
+        // The weights dominate the graph; the rest (names, nodes, shapes) is well under 4 KB a projector.
+        var weightBytes = sets.Sum(s => s.Sum(p => (long)(p.W1.Length + p.B1.Length + p.W2.Length + p.B2.Length) * sizeof(float)));
+        var graph = new ProtoWriter((int)Math.Min(int.MaxValue, weightBytes + 4096L * (totalProjectors + 1)));
         var outputs = new List<string>();
         graph.String(2, "freebind_mixture");
-        graph.Message(5, FloatTensor("eps", [1], [1e-12f]));
+        FloatTensor(graph, "eps", [1], [1e-12f]);
         for (var s = 0; s < sets.Count; s++)
         {
             var set = sets[s];
@@ -38,10 +40,10 @@ internal static class MixtureGraphBuilder
             {
                 var w = set[k];
                 var p = $"s{s}p{k}_";
-                graph.Message(5, FloatTensor(p + "w1", [inDim, w.HiddenDimension], w.W1));
-                graph.Message(5, FloatTensor(p + "b1", [w.HiddenDimension], w.B1));
-                graph.Message(5, FloatTensor(p + "w2", [w.HiddenDimension, outDim], w.W2));
-                graph.Message(5, FloatTensor(p + "b2", [outDim], w.B2));
+                FloatTensor(graph, p + "w1", [inDim, w.HiddenDimension], w.W1);
+                FloatTensor(graph, p + "b1", [w.HiddenDimension], w.B1);
+                FloatTensor(graph, p + "w2", [w.HiddenDimension, outDim], w.W2);
+                FloatTensor(graph, p + "b2", [outDim], w.B2);
                 graph.Message(1, Node("Gemm", [x, p + "w1", p + "b1"], [p + "h"]));
                 graph.Message(1, Node("Relu", [p + "h"], [p + "hr"]));
                 graph.Message(1, Node("Gemm", [p + "hr", p + "w2", p + "b2"], [p + "y"]));
@@ -50,7 +52,7 @@ internal static class MixtureGraphBuilder
             }
             graph.Message(11, ValueInfo(x, [-1, inDim]));
         }
-        graph.Message(5, FloatTensor("inv_k", [1], [1f / totalProjectors]));
+        FloatTensor(graph, "inv_k", [1], [1f / totalProjectors]);
         graph.Message(1, Node("Sum", outputs, ["total"]));
         graph.Message(1, Node("Mul", ["total", "inv_k"], ["mean"]));
         Normalize(graph, "mean", OutputName);
@@ -60,8 +62,7 @@ internal static class MixtureGraphBuilder
         model.Varint(1, 8); // IR version 8 (opset 17 era)
         model.String(2, "freebind");
         model.Message(8, new ProtoWriter().String(1, "").Varint(2, 17));
-        model.Message(7, graph);
-        return model.ToArray();
+        return model.ToArray(7, graph);
     }
 
     // n(x) = x / max(|x|2, 1e-12) along one axis, as F.normalize does.
@@ -91,13 +92,9 @@ internal static class MixtureGraphBuilder
 
     private static ProtoWriter Int(string name, long value) => new ProtoWriter().String(1, name).Varint(3, value).Varint(20, 2);
 
-    private static ProtoWriter FloatTensor(string name, long[] dims, float[] data)
-    {
-        var t = new ProtoWriter();
-        foreach (var d in dims) t.Varint(1, d);
-        return t.Varint(2, FloatType).String(8, name).Bytes(9, MemoryMarshal.AsBytes(data.AsSpan()));
-    }
-
+    // A graph initializer (GraphProto field 5), written straight into the graph.
+    private static void FloatTensor(ProtoWriter graph, string name, long[] dims, float[] data) =>
+        graph.FloatTensor(5, name, dims, FloatType, MemoryMarshal.AsBytes(data.AsSpan()));
 
     private static ProtoWriter ValueInfo(string name, long[] dims)
     {

@@ -102,11 +102,65 @@ internal ref struct ProtoReader(ReadOnlySpan<byte> data)
 }
 
 /// <summary>Protobuf writer building nested messages bottom-up.</summary>
-internal sealed class ProtoWriter
+/// <param name="capacity">
+/// Bytes to reserve. A writer that will hold a mixture's weights (hundreds of MB) is sized up front:
+/// a growing stream would allocate about twice its final size in discarded buffers.
+/// </param>
+internal sealed class ProtoWriter(int capacity = 0)
 {
-    private readonly MemoryStream _buffer = new();
+    private readonly MemoryStream _buffer = new(capacity);
+
+    /// <summary>Bytes written so far.</summary>
+    public int Length => (int)_buffer.Length;
 
     public byte[] ToArray() => _buffer.ToArray();
+
+    /// <summary>This writer's bytes followed by <paramref name="message"/> as field <paramref name="field"/>, in one array of the exact size.</summary>
+    public byte[] ToArray(int field, ProtoWriter message)
+    {
+        var tail = new ProtoWriter(16);
+        tail.Tag(field, 2);
+        tail.WriteVarint((ulong)message.Length);
+        var result = new byte[Length + tail.Length + message.Length];
+        Written.CopyTo(result);
+        tail.Written.CopyTo(result.AsSpan(Length));
+        message.Written.CopyTo(result.AsSpan(Length + tail.Length));
+        return result;
+    }
+
+    /// <summary>
+    /// Writes a float tensor (ONNX <c>TensorProto</c>: dims, data type, name, raw data) as field
+    /// <paramref name="field"/> straight into this writer, without a nested writer holding a copy of its data.
+    /// </summary>
+    public ProtoWriter FloatTensor(int field, string name, long[] dims, int dataType, ReadOnlySpan<byte> data)
+    {
+        var nameBytes = System.Text.Encoding.UTF8.GetBytes(name);
+        var length = 0;
+        foreach (var d in dims) length += 1 + VarintSize((ulong)d);
+        length += 1 + VarintSize((ulong)dataType);
+        length += 1 + VarintSize((ulong)nameBytes.Length) + nameBytes.Length;
+        length += 1 + VarintSize((ulong)data.Length) + data.Length;
+        Tag(field, 2);
+        WriteVarint((ulong)length);
+        var start = Length;
+        foreach (var d in dims) Varint(1, d);
+        Varint(2, dataType).Bytes(8, nameBytes).Bytes(9, data);
+        if (Length - start != length) throw new InvalidOperationException($"tensor {name}: wrote {Length - start} bytes, announced {length}");
+        return this;
+    }
+
+    private static int VarintSize(ulong value)
+    {
+        var size = 1;
+        while (value >= 0x80)
+        {
+            value >>= 7;
+            size++;
+        }
+        return size;
+    }
+
+    private ReadOnlySpan<byte> Written => _buffer.GetBuffer().AsSpan(0, Length);
 
     public ProtoWriter Varint(int field, long value)
     {
@@ -134,7 +188,8 @@ internal sealed class ProtoWriter
 
     public ProtoWriter String(int field, string value) => Bytes(field, System.Text.Encoding.UTF8.GetBytes(value));
 
-    public ProtoWriter Message(int field, ProtoWriter message) => Bytes(field, message.ToArray());
+    // Copied from the nested writer's own buffer: no intermediate array per nesting level.
+    public ProtoWriter Message(int field, ProtoWriter message) => Bytes(field, message.Written);
 
     public ProtoWriter PackedInt64s(int field, IEnumerable<long> values)
     {
