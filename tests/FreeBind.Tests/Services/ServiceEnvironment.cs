@@ -25,6 +25,14 @@ internal static class ServiceEnvironment
             ? value
             : throw new InvalidOperationException($"${name} is not set; the tests need the real services: {StartHint}");
 
+    /// <summary>
+    /// How long a services.sh call may take before the test gives up on it. The script bounds its own
+    /// waits and says which one ran out (Redis and Postgres 60 s each; RabbitMQ retries for minutes,
+    /// and every rabbitmqctl call boots an Erlang VM, seconds each on a loaded 2-core machine), so
+    /// this only catches a script that hangs: it must never be the first deadline to expire.
+    /// </summary>
+    private static readonly TimeSpan ScriptDeadline = TimeSpan.FromMinutes(15);
+
     /// <summary>Runs <c>scripts/services.sh {subcommand}</c> (fault tests stop and start one service).</summary>
     public static async Task RunScriptAsync(string subcommand, params string[] args)
     {
@@ -37,9 +45,20 @@ internal static class ServiceEnvironment
         using var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start bash");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
+        var took = Stopwatch.StartNew();
+        using var timeout = new CancellationTokenSource(ScriptDeadline);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            // Not left running: a late stop or start would hit whatever test runs next.
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            throw new TimeoutException($"services.sh {subcommand} {string.Join(' ', args)} did not finish in {ScriptDeadline.TotalMinutes:F0} min: {await stderr}{await stdout}");
+        }
         if (process.ExitCode != 0)
-            throw new InvalidOperationException($"services.sh {subcommand} exited {process.ExitCode}: {await stderr}{await stdout}");
+            throw new InvalidOperationException($"services.sh {subcommand} exited {process.ExitCode} after {took.Elapsed.TotalSeconds:F0} s: {await stderr}{await stdout}");
     }
 }
