@@ -41,6 +41,7 @@ if [ -x scripts/services.sh ]; then
 fi
 
 step "tests"
+kernel_lines=$( (dmesg 2>/dev/null || true) | wc -l)   # to name an out-of-memory kill of the test host below
 log=$(mktemp)
 set +e
 dotnet test FreeBind.Pipeline.sln -c Release --no-build --nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
@@ -59,7 +60,11 @@ failed=$((failed + pyfailed))
 echo "$passed passed, $failed failed"
 # A test host that aborts (a native crash) leaves no "Failed:" line: say so rather than look green.
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  echo "dotnet test ended with exit code $status and no failed test: the test host stopped early (its last lines above say where)"
+  # vstest's abort message quotes only the first 8 KB of the host's stderr (log lines from the first
+  # minutes), never its last words; a kill leaves none anyway. The aborts seen so far were the kernel's
+  # out-of-memory killer on a machine shared with other jobs: name such a kill when dmesg is readable.
+  echo "dotnet test ended with exit code $status and no failed test: the test host stopped early (the lines it quotes are the start of its stderr, not where it stopped)"
+  (dmesg 2>/dev/null || true) | tail -n +$((kernel_lines + 1)) | grep -E "Out of memory: Killed process [0-9]+ \(dotnet\)" || true
 fi
 [ "$pystatus" -eq 0 ] || exit "$pystatus"
 exit "$status"
