@@ -57,7 +57,17 @@ internal sealed class OnnxGraph
     /// Reads only the input/output signature and where external weights live (skips weights and
     /// nodes): cheap validation. The file is memory-mapped, so the pages holding weights are never read.
     /// </summary>
-    public static unsafe OnnxGraph LoadSignature(string path)
+    public static OnnxGraph LoadSignature(string path) => Mapped(path, signatureOnly: true);
+
+    /// <summary>
+    /// Reads the whole graph, constants included. Memory-mapped too: the parsed constants are the
+    /// only copy of the weights on the managed heap (reading the file into an array first added a
+    /// transient one, up to hundreds of MB for a space's projectors, that the GC returns late).
+    /// </summary>
+    public static OnnxGraph Load(string path) => Mapped(path, signatureOnly: false);
+
+    // Parse copies what it keeps (names, dims, constants' values), so nothing refers to the mapping afterwards.
+    private static unsafe OnnxGraph Mapped(string path, bool signatureOnly)
     {
         try
         {
@@ -72,7 +82,7 @@ internal sealed class OnnxGraph
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             try
             {
-                return Parse(new ReadOnlySpan<byte>(pointer + view.PointerOffset, (int)length), signatureOnly: true);
+                return Parse(new ReadOnlySpan<byte>(pointer + view.PointerOffset, (int)length), signatureOnly);
             }
             finally
             {
@@ -82,27 +92,6 @@ internal sealed class OnnxGraph
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new InvalidDataException($"cannot read ONNX file '{path}': {e.Message}", e);
-        }
-        catch (InvalidDataException e)
-        {
-            throw new InvalidDataException($"'{path}' is not a readable ONNX model: {e.Message}", e);
-        }
-    }
-
-    public static OnnxGraph Load(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidDataException($"cannot read ONNX file '{path}': {e.Message}", e);
-        }
-        try
-        {
-            return Parse(bytes);
         }
         catch (InvalidDataException e)
         {
