@@ -56,25 +56,34 @@ internal static class KafkaTestClients
     /// The blocking consume loop on its own thread: each message is "processed" (recorded), then its
     /// offset stored. Runs until <paramref name="done"/> or the timeout, then commits and closes.
     /// </summary>
+    /// <param name="drainToEnd">
+    /// "Done" only starts a drain, which lasts until every partition of the topic is assigned and
+    /// consumed to its end: a rebalance may have rewound a partition to its last commit (and cleared
+    /// its stored offset), and what is re-read there must be stored again before the final commit.
+    /// An idle spell is no sign of that: after injected faults a re-fetch can pause for seconds.
+    /// </param>
     public static Task<List<string>> ConsumeAsync(
         string bootstrap, string group, string topic, Func<IReadOnlyCollection<string>, bool> done, TimeSpan timeout,
-        ConcurrentBag<string>? seen = null, int? unstoredLast = null, TimeSpan? drainIdle = null) =>
+        ConcurrentBag<string>? seen = null, int? unstoredLast = null, int? drainToEnd = null) =>
         Task.Factory.StartNew(() =>
         {
             var processed = new List<string>();
             using var consumer = Consumer(bootstrap, group);
             consumer.Subscribe(topic);
             var deadline = DateTime.UtcNow + timeout;
-            var lastMessage = DateTime.UtcNow;
-            // With drainIdle, "done" only starts the drain: a rebalance may have rewound a partition
-            // to its last commit, so keep going until the stream is idle, i.e. positions are at the end.
-            while (DateTime.UtcNow < deadline
-                   && !(done(processed) && (drainIdle is not { } idle || DateTime.UtcNow - lastMessage > idle)))
+            var nextCheck = DateTime.MinValue;
+            var atEnd = false;
+            while (DateTime.UtcNow < deadline && !(done(processed) && (drainToEnd is null || atEnd)))
             {
+                if (drainToEnd is { } count && DateTime.UtcNow >= nextCheck && done(processed))
+                {
+                    atEnd = AtEnd(consumer, topic, count);
+                    nextCheck = DateTime.UtcNow.AddMilliseconds(500);
+                }
                 var result = consumer.Consume(TimeSpan.FromMilliseconds(200));
                 if (result is null || result.IsPartitionEOF)
                     continue;
-                lastMessage = DateTime.UtcNow;
+                atEnd = false;
                 if (unstoredLast is { } n && processed.Count == n)
                     break; // "crash" with this message in flight: it was consumed but never stored
                 processed.Add(result.Message.Key);
@@ -88,6 +97,28 @@ internal static class KafkaTestClients
             consumer.Close();
             return processed;
         }, TaskCreationOptions.LongRunning);
+
+    // Every partition assigned to this member and its position at the high watermark (asked of the
+    // broker: a cached one may predate the last messages). A partition that returned nothing since it
+    // was assigned has no position yet: where it resumes is its committed offset. A failed query is "not yet".
+    private static bool AtEnd(IConsumer<string, string> consumer, string topic, int partitions)
+    {
+        if (consumer.Assignment.Count(tp => tp.Topic == topic) < partitions) return false;
+        var timeout = TimeSpan.FromSeconds(5);
+        try
+        {
+            return consumer.Assignment.All(tp =>
+            {
+                var position = consumer.Position(tp);
+                if (position == Offset.Unset) position = consumer.Committed([tp], timeout)[0].Offset;
+                return position.Value >= consumer.QueryWatermarkOffsets(tp, timeout).High.Value;
+            });
+        }
+        catch (KafkaException)
+        {
+            return false;
+        }
+    }
 
     // A commit may hit an injected or transient error; retry like the worker does, never drop it.
     private static void CommitWithRetry(IConsumer<string, string> consumer)

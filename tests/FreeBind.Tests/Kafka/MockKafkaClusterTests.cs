@@ -43,7 +43,7 @@ public sealed class MockKafkaClusterTests
         var seen = new ConcurrentBag<string>();
 
         var consuming = KafkaTestClients.ConsumeAsync(cluster.BootstrapServers, group, topic,
-            _ => seen.Distinct().Count() >= total, TimeSpan.FromSeconds(60), seen, drainIdle: TimeSpan.FromSeconds(2));
+            _ => seen.Distinct().Count() >= total, TimeSpan.FromSeconds(120), seen, drainToEnd: Partitions);
         using var producer = KafkaTestClients.Producer(cluster.BootstrapServers);
         var producing = KafkaTestClients.ProduceAsync(producer, topic, 0, total, pace: TimeSpan.FromMilliseconds(40));
 
