@@ -24,7 +24,7 @@ public sealed class OnnxOptions
 
     /// <summary>
     /// Whether a session's intra-op threads keep polling for work after a <c>Run</c> (ONNX Runtime's
-    /// default). Off by default: on CPU each <c>Run</c> then left about 70 ms of spinning CPU behind it,
+    /// default). Off by default: on CPU each <c>Run</c> then left 64–97 ms of spinning CPU behind it,
     /// competing with the fusion and the writes that follow (docs/benchmarks.md, ingestion).
     /// </summary>
     public bool AllowSpinning { get; set; }
