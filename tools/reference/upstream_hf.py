@@ -53,19 +53,16 @@ Usage (Debian's python with python3-regex, python3-sentencepiece):
 
 import argparse
 import copy
-import enum
-import hashlib
 import json
-import logging as _logging
 import os
 import re
 import sys
-import types
 from collections import OrderedDict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import preprocess_image_text  # noqa: E402  (the corpus the twins are held to)
+from hf_stand_ins import ExplicitEnum, TensorType, check_upstream_files, logger_factory, module, sha256  # noqa: E402
 
 # path under --transformers → (commit the code search served it at, SHA-256 of the file written from it)
 UPSTREAM_FILES = {
@@ -95,38 +92,14 @@ PROBES = [
 ]
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# stand-ins (ours, not upstream's)
-
-def _module(name, **attrs):
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    sys.modules[name] = m
-    return m
-
-
-class ExplicitEnum(str, enum.Enum):
-    @classmethod
-    def _missing_(cls, value):
-        raise ValueError(f"{value} is not a valid {cls.__name__}, please select one of {list(cls._value2member_map_.keys())}")
+# stand-ins (ours, not upstream's; those both generators use are in hf_stand_ins.py)
 
 
 class PaddingStrategy(ExplicitEnum):
     LONGEST = "longest"
     MAX_LENGTH = "max_length"
     DO_NOT_PAD = "do_not_pad"
-
-
-class TensorType(ExplicitEnum):
-    PYTORCH = "pt"
-    TENSORFLOW = "tf"
-    NUMPY = "np"
-    JAX = "jax"
 
 
 class TruncationStrategy(ExplicitEnum):
@@ -136,16 +109,8 @@ class TruncationStrategy(ExplicitEnum):
     DO_NOT_TRUNCATE = "do_not_truncate"
 
 
-class _Logger(_logging.Logger):
-    def warning_once(self, *args, **kwargs):
-        pass  # the legacy notice: expected here, legacy=True is passed on purpose
-
-
-def _get_logger(name):
-    _logging.setLoggerClass(_Logger)
-    logger = _logging.getLogger(name)
-    _logging.setLoggerClass(_logging.Logger)
-    return logger
+# The legacy notice is expected here: legacy=True is passed on purpose.
+_get_logger = logger_factory(lambda message: None)
 
 
 def _add_end_docstrings(*docstr):
@@ -276,17 +241,17 @@ class PreTrainedTokenizerBase:
 
 
 def install_stand_ins(transformers_dir):
-    package = _module("transformers", __version__="4.30.2 (stand-in package: see upstream_hf.py)")
+    package = module("transformers", __version__="4.30.2 (stand-in package: see upstream_hf.py)")
     package.__path__ = [transformers_dir]
-    logging_module = _module("transformers.utils.logging", get_logger=_get_logger)
-    _module("transformers.utils", PaddingStrategy=PaddingStrategy, TensorType=TensorType, ExplicitEnum=ExplicitEnum,
+    logging_module = module("transformers.utils.logging", get_logger=_get_logger)
+    module("transformers.utils", PaddingStrategy=PaddingStrategy, TensorType=TensorType, ExplicitEnum=ExplicitEnum,
             add_end_docstrings=_add_end_docstrings, logging=logging_module).__path__ = []
 
     def import_protobuf(error_message=""):
         raise ImportError("protobuf is only needed with legacy=False, which this script does not use")
 
-    _module("transformers.convert_slow_tokenizer", import_protobuf=import_protobuf)
-    _module("transformers.tokenization_utils_base", AddedToken=AddedToken, BatchEncoding=BatchEncoding,
+    module("transformers.convert_slow_tokenizer", import_protobuf=import_protobuf)
+    module("transformers.tokenization_utils_base", AddedToken=AddedToken, BatchEncoding=BatchEncoding,
             PreTrainedTokenizerBase=PreTrainedTokenizerBase, TruncationStrategy=TruncationStrategy,
             ENCODE_KWARGS_DOCSTRING="", ENCODE_PLUS_ADDITIONAL_KWARGS_DOCSTRING="", INIT_TOKENIZER_DOCSTRING="",
             TextInput=str, TextInputPair=tuple, PreTokenizedInput=list, PreTokenizedInputPair=tuple,
@@ -294,12 +259,7 @@ def install_stand_ins(transformers_dir):
 
 
 def load_upstream(transformers_dir):
-    for path, (commit, digest) in UPSTREAM_FILES.items():
-        full = os.path.join(transformers_dir, path)
-        if not os.path.isfile(full):
-            raise SystemExit(f"{full} is missing: write huggingface/transformers src/transformers/{path} at {commit[:7]} there")
-        if sha256(full) != digest:
-            raise SystemExit(f"{full} is not huggingface/transformers src/transformers/{path} at {commit[:7]} (SHA-256 differs)")
+    check_upstream_files(transformers_dir, UPSTREAM_FILES)
     install_stand_ins(transformers_dir)
     from transformers.models.llama.tokenization_llama import LlamaTokenizer
     from transformers.models.roberta.tokenization_roberta import RobertaTokenizer

@@ -55,18 +55,15 @@ Usage (Debian's python with python3-numpy, python3-pil; needs PIL ≥ 9.1):
 """
 
 import argparse
-import enum
-import hashlib
 import json
-import logging as _logging
 import os
 import re
-import sys
-import types
 
 import numpy as np
 import PIL
 from PIL import Image, ImageOps
+
+from hf_stand_ins import ExplicitEnum, TensorType, check_upstream_files, logger_factory, module, sha256
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.environ.get("FREEBIND_SHARED") or os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared"))
@@ -94,32 +91,8 @@ HOSTILE = ("exif6.jpg", "gray.png", "gray.jpg", "alpha.png", "alpha.webp", "loss
 STRIDE = 997  # prime, so the samples walk across channels, rows and columns (151 values per tensor)
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# stand-ins (ours, not upstream's)
-
-def _module(name, **attrs):
-    m = types.ModuleType(name)
-    m.__dict__.update(attrs)
-    sys.modules[name] = m
-    return m
-
-
-class ExplicitEnum(str, enum.Enum):
-    @classmethod
-    def _missing_(cls, value):
-        raise ValueError(f"{value} is not a valid {cls.__name__}, please select one of {list(cls._value2member_map_.keys())}")
-
-
-class TensorType(ExplicitEnum):
-    PYTORCH = "pt"
-    TENSORFLOW = "tf"
-    NUMPY = "np"
-    JAX = "jax"
+# stand-ins (ours, not upstream's; those both generators use are in hf_stand_ins.py)
 
 
 class ChannelDimension(ExplicitEnum):
@@ -128,16 +101,11 @@ class ChannelDimension(ExplicitEnum):
     NONE = "none"
 
 
-class _Logger(_logging.Logger):
-    def warning_once(self, *args, **kwargs):
-        raise AssertionError("upstream warned that the image looks already rescaled: the input is not uint8")
+def _already_rescaled(message):
+    raise AssertionError("upstream warned that the image looks already rescaled: the input is not uint8")
 
 
-def _get_logger(name):
-    _logging.setLoggerClass(_Logger)
-    logger = _logging.getLogger(name)
-    _logging.setLoggerClass(_logging.Logger)
-    return logger
+_get_logger = logger_factory(_already_rescaled)
 
 
 def _requires_backends(obj, backends):
@@ -228,36 +196,31 @@ class ImageProcessingMixin:
 
 
 def install_stand_ins(transformers_dir):
-    package = _module("transformers", __version__="4.30.2 (stand-in package: see upstream_hf_image.py)")
+    package = module("transformers", __version__="4.30.2 (stand-in package: see upstream_hf_image.py)")
     package.__path__ = [transformers_dir]
-    models = _module("transformers.models")
+    models = module("transformers.models")
     models.__path__ = [os.path.join(transformers_dir, "models")]
-    clip = _module("transformers.models.clip")
+    clip = module("transformers.models.clip")
     clip.__path__ = [os.path.join(transformers_dir, "models", "clip")]
-    logging_module = _module("transformers.utils.logging", get_logger=_get_logger)
+    logging_module = module("transformers.utils.logging", get_logger=_get_logger)
     absent = lambda *_: False  # noqa: E731  (torch, tensorflow and jax are not part of this path)
-    _module("transformers.utils.import_utils", is_flax_available=absent, is_tf_available=absent,
+    module("transformers.utils.import_utils", is_flax_available=absent, is_tf_available=absent,
             is_torch_available=absent, is_vision_available=lambda: True, requires_backends=_requires_backends)
-    _module("transformers.utils", TensorType=TensorType, ExplicitEnum=ExplicitEnum, logging=logging_module,
+    module("transformers.utils", TensorType=TensorType, ExplicitEnum=ExplicitEnum, logging=logging_module,
             is_vision_available=lambda: True, is_jax_tensor=absent, is_tf_tensor=absent,
             is_torch_tensor=absent).__path__ = []
-    _module("transformers.image_utils", ChannelDimension=ChannelDimension, PILImageResampling=PIL.Image.Resampling,
+    module("transformers.image_utils", ChannelDimension=ChannelDimension, PILImageResampling=PIL.Image.Resampling,
             ImageInput=object, OPENAI_CLIP_MEAN=[0.48145466, 0.4578275, 0.40821073],
             OPENAI_CLIP_STD=[0.26862954, 0.26130258, 0.27577711],
             infer_channel_dimension_format=infer_channel_dimension_format,
             get_channel_dimension_axis=get_channel_dimension_axis, get_image_size=get_image_size,
             is_scaled_image=is_scaled_image, make_list_of_images=make_list_of_images, valid_images=valid_images,
             to_numpy_array=to_numpy_array)
-    _module("transformers.image_processing_base", BatchFeature=BatchFeature, ImageProcessingMixin=ImageProcessingMixin)
+    module("transformers.image_processing_base", BatchFeature=BatchFeature, ImageProcessingMixin=ImageProcessingMixin)
 
 
 def load_upstream(transformers_dir):
-    for path, (commit, digest) in UPSTREAM_FILES.items():
-        full = os.path.join(transformers_dir, path)
-        if not os.path.isfile(full):
-            raise SystemExit(f"{full} is missing: write huggingface/transformers src/transformers/{path} at {commit[:7]} there")
-        if sha256(full) != digest:
-            raise SystemExit(f"{full} is not huggingface/transformers src/transformers/{path} at {commit[:7]} (SHA-256 differs)")
+    check_upstream_files(transformers_dir, UPSTREAM_FILES)
     install_stand_ins(transformers_dir)
     from transformers.models.clip.image_processing_clip import CLIPImageProcessor
     return CLIPImageProcessor
