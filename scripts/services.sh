@@ -10,22 +10,24 @@
 #   scripts/services.sh stop-postgres|start-postgres|stop-redis|start-redis|stop-rabbitmq|start-rabbitmq   (fault tests)
 #   scripts/services.sh add-rabbitmq-vhost NAME|delete-rabbitmq-vhost NAME   (a test class's own broker namespace)
 #
-# Ports: $FREEBIND_PG_PORT (55432), $FREEBIND_REDIS_PORT (56379) and $FREEBIND_RABBITMQ_PORT (55672,
-# AMQP); Redis memory cap $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache).
+# Ports: $FREEBIND_PG_PORT (21432), $FREEBIND_REDIS_PORT (21379) and $FREEBIND_RABBITMQ_PORT (21672,
+# AMQP). The defaults sit below Linux's ephemeral range (32768-60999): a port inside it can be held at
+# any moment by some outgoing connection's local end (thousands come and go during the tests), and a
+# service restarted on it then fails with "address in use". Redis memory cap $FREEBIND_REDIS_MAXMEMORY (256mb, LRU eviction: it is only a cache).
 # RabbitMQ's node name, Erlang distribution port, private epmd port and CLI ports derive from its
 # AMQP port (see start_rabbitmq), so two checkouts never share a node. Idempotent and re-runnable.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SVC="$ROOT/.work/services"
-PG_PORT="${FREEBIND_PG_PORT:-55432}"
-REDIS_PORT="${FREEBIND_REDIS_PORT:-56379}"
+PG_PORT="${FREEBIND_PG_PORT:-21432}"
+REDIS_PORT="${FREEBIND_REDIS_PORT:-21379}"
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_DIR="$SVC/pg"
 PG_DB=freebind
 REDIS_DIR="$SVC/redis"
 REDIS_MAXMEMORY="${FREEBIND_REDIS_MAXMEMORY:-256mb}"
-RABBIT_PORT="${FREEBIND_RABBITMQ_PORT:-55672}"
+RABBIT_PORT="${FREEBIND_RABBITMQ_PORT:-21672}"
 RABBIT_DIR="$SVC/rabbitmq-$RABBIT_PORT"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 RABBIT_NODE="freebind-$RABBIT_PORT@localhost"
@@ -226,7 +228,11 @@ start_rabbitmq() {
       sleep 1
     done
     if [ "$started" -eq 0 ]; then
-      log "rabbitmq did not start: $(cat "$RABBIT_DIR"/log/*.log 2>/dev/null | grep -m1 -E "ERROR|\[error\]" | cut -c1-200 || echo "no error logged") (see $RABBIT_DIR/log)"
+      if grep -q eaddrinuse "$RABBIT_DIR/log/console.log" 2>/dev/null; then
+        log "rabbitmq did not start: port $RABBIT_PORT or one derived from it ($((RABBIT_PORT + 1000))-$((RABBIT_PORT + 3009))) is in use; choose another with FREEBIND_RABBITMQ_PORT (see $RABBIT_DIR/log)"
+      else
+        log "rabbitmq did not start: $(grep -m1 -E "ERROR|\[error\]|init terminating" "$RABBIT_DIR/log/console.log" 2>/dev/null | cut -c1-200 || echo "no error logged") (see $RABBIT_DIR/log)"
+      fi
       exit 1
     fi
   fi
