@@ -31,7 +31,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import sys
 import types
 
@@ -40,6 +39,8 @@ import torch
 import torchaudio
 import torchaudio.functional as AF
 import torchvision
+
+import fixture_json
 
 UPSTREAM_COMMIT = "740d350cb21cdd0ff968dcfd059245ab0fcec517"
 SAMPLES = ["BBQ", "toilet", "train"]
@@ -174,11 +175,7 @@ def main():
         "waveform_stride": WAVEFORM_STRIDE,
         "inputs": items,
     }
-    # One line per list of numbers (a mel frame, a waveform), so the file stays readable and small.
-    text = json.dumps(fixture, indent=1)
-    text = re.sub(r"\[\s+(-?[0-9][^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    fixture_json.write(fixture, args.out)
     print(f"wrote {args.out}")
 
 

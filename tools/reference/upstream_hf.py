@@ -53,14 +53,13 @@ Usage (Debian's python with python3-regex, python3-sentencepiece):
 
 import argparse
 import copy
-import json
 import os
-import re
 import sys
 from collections import OrderedDict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import fixture_json  # noqa: E402
 import preprocess_image_text  # noqa: E402  (the corpus the twins are held to)
 from hf_stand_ins import ExplicitEnum, TensorType, check_upstream_files, logger_factory, module, sha256  # noqa: E402
 
@@ -324,10 +323,7 @@ def main():
         "tokenizers": {name: sha256(path) for name, path in files.items()},
         "cases": cases,
     }
-    text = json.dumps(fixture, indent=1, ensure_ascii=True)
-    text = re.sub(r"\[\s+(-?[0-9][^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    fixture_json.write(fixture, args.out)
     print(f"{len(cases)} texts; special literals split out: RoBERTa {sum(c['roberta_special_literal'] for c in cases)}, "
           f"LLaMA {sum(c['internvl_special_literal'] for c in cases)}; wrote {args.out}")
 

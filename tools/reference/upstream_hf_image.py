@@ -55,14 +55,13 @@ Usage (Debian's python with python3-numpy, python3-pil; needs PIL ≥ 9.1):
 """
 
 import argparse
-import json
 import os
-import re
 
 import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+import fixture_json
 from hf_stand_ins import ExplicitEnum, TensorType, check_upstream_files, logger_factory, module, sha256
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -272,10 +271,7 @@ def main():
         "stride": STRIDE,
         "cases": cases,
     }
-    text = json.dumps(fixture, indent=1)
-    text = re.sub(r"\[\s+(-?[0-9][^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    text = fixture_json.write(fixture, args.out)
     print(f"{len(cases)} tensors from {len(inputs)} inputs; wrote {args.out} ({len(text) // 1024} KiB)")
 
 
